@@ -1,0 +1,179 @@
+"""hipgate command line (messages in Chinese and English)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hipgate import __version__
+from hipgate.errors import UserError
+from hipgate.inventory import load_inventory
+from hipgate.paths import project_root
+
+app = typer.Typer(help="hipgate: 医保前置机部署、加固与合规验证 / provision, secure and prove the 前置机 compliant.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+lab_app = typer.Typer(help="本机实验环境（真实 Linux 主机）/ the local lab of real Linux hosts.", no_args_is_help=True)
+inv_app = typer.Typer(help="部署清单 / inventory.", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+app.add_typer(inv_app, name="inventory")
+out = Console()
+err = Console(stderr=True)
+
+LabName = Annotated[str, typer.Option("--name", help="实验环境名 / lab name")]
+DEFAULT_LAB = "default"
+
+
+def _progress() -> tuple[Progress, object]:
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, transient=False)
+    tasks: dict[str, int] = {}
+    labels = {"up": "创建 / building", "down": "清除 / removing", "ssh": "等待 SSH / waiting for ssh"}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(labels.get(phase, phase), total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    return bar, update
+
+
+@lab_app.command("up")
+def lab_up(
+    name: LabName = DEFAULT_LAB,
+    count: Annotated[int | None, typer.Option(help="N 台编号主机代替参考拓扑 / N numbered hosts")] = None,
+    host: Annotated[list[str] | None, typer.Option(help="指定主机名（可重复）/ named host (repeatable)")] = None,
+) -> None:
+    """启动实验环境直到 SSH 就绪（可重复执行）/ bring the lab up to ssh-ready (idempotent)."""
+    from hipgate.lab import manager, topology
+
+    specs = topology.host_specs(count, host)
+    inv_dir = project_root() / "inventories" / "lab" if name == DEFAULT_LAB and not count and not host else None
+    bar, update = _progress()
+    with bar:
+        lab, changed = manager.up(name, specs, update, inventory_dir=inv_dir)
+    out.print(f"实验环境 {lab.name} 已就绪：{len(lab.hosts)} 台主机，网段 {lab.subnet}，变更 {changed} 项。")
+    out.print(f"Lab {lab.name} is ready: {len(lab.hosts)} hosts on {lab.subnet}, {changed} operations changed.")
+    out.print(f"  ssh: ssh -F {lab.directory / 'ssh_config'} HOST   (or: hipgate lab ssh HOST)")
+    out.print(f"  inventory: {inv_dir or lab.directory / 'inventory'}")
+
+
+@lab_app.command("down")
+def lab_down(name: LabName = DEFAULT_LAB) -> None:
+    """关闭并彻底清除实验环境 / power off and remove everything the lab made."""
+    from hipgate.lab import manager
+
+    bar, update = _progress()
+    with bar:
+        removed = manager.down(name, update)
+    if removed:
+        out.print(f"实验环境 {name} 已清除。/ Lab {name} removed.")
+    else:
+        out.print(f"没有名为 {name} 的实验环境。/ No lab named {name}.")
+
+
+@lab_app.command("status")
+def lab_status(name: LabName = DEFAULT_LAB) -> None:
+    """主机、地址与状态 / hosts, addresses and state."""
+    from hipgate.lab import manager
+
+    rows = manager.status(name)
+    if not rows:
+        out.print(f"没有名为 {name} 的实验环境。/ No lab named {name}.")
+        raise typer.Exit(3)
+    table = Table("主机 host", "地址 address", "组 groups", "PID", "SSH")
+    for r in rows:
+        table.add_row(r.name, r.address, ",".join(r.groups), str(r.pid or "-"),
+                      "就绪 ready" if r.ssh_ready else "未就绪 down")
+    out.print(table)
+    if not all(r.ssh_ready for r in rows):
+        raise typer.Exit(1)
+
+
+@lab_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_ssh(ctx: typer.Context, host: str, name: LabName = DEFAULT_LAB) -> None:
+    """SSH 登录实验主机 / ssh into a lab host (extra words run as a command)."""
+    from hipgate.errors import fail
+    from hipgate.lab import artifacts, manager
+
+    lab = manager.load(name)
+    if lab is None:
+        raise fail(f"lab {name}", "实验环境未启动。", "the lab is not up.", "先运行 hipgate lab up。", "run hipgate lab up first.")
+    lab.host(host)
+    os.execvp("ssh", ["ssh", "-F", str(artifacts.ssh_config_path(lab)), host, *ctx.args])
+
+
+@inv_app.command("check")
+def inventory_check(path: Path) -> None:
+    """校验部署清单 / validate an inventory."""
+    inv = load_inventory(path)
+    out.print(f"清单有效 / inventory valid: {inv.path} — {len(inv.hosts)} 台主机 hosts, "
+              + ", ".join(f"{g}={len(h)}" for g, h in inv.groups.items()))
+
+
+@app.command()
+def deploy(
+    inventory: Annotated[Path, typer.Option("-i", "--inventory", help="部署清单目录 / inventory directory")],
+    limit: Annotated[str | None, typer.Option(help="仅限这些主机 / only these hosts")] = None,
+    tags: Annotated[str | None, typer.Option(help="仅运行这些标签 / only these tags")] = None,
+    playbook: Annotated[str, typer.Option(help="剧本 / playbook under playbooks/")] = "site.yml",
+) -> None:
+    """校验清单后运行剧本 / validate the inventory, then run the playbooks."""
+    from hipgate.runner import run_playbook
+
+    inv = load_inventory(inventory)
+    rc = run_playbook(playbook, inv.path, limit, tags)
+    if rc != 0:
+        err.print(f"部署失败（ansible-playbook 退出码 {rc}）。/ Deployment failed (ansible-playbook exit {rc}).")
+        raise typer.Exit(rc)
+    out.print("部署完成。/ Deployment finished.")
+
+
+def _not_yet(what: str) -> None:
+    # Allowed by issue 2 until the conformance issue lands; says so instead of pretending.
+    err.print(f"{what}: 尚未实现（见 issue 3）。/ not implemented yet (see issue 3).")
+    raise typer.Exit(4)
+
+
+@app.command()
+def verify() -> None:
+    """合规检查（尚未实现）/ conformance checks (not yet)."""
+    _not_yet("hipgate verify")
+
+
+@app.command()
+def report() -> None:
+    """审计报告（尚未实现）/ auditor report (not yet)."""
+    _not_yet("hipgate report")
+
+
+@app.command()
+def version() -> None:
+    """版本 / version."""
+    out.print(f"hipgate {__version__}")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("已中断。/ Interrupted.")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last resort: no traceback for users
+        err.print(f"内部错误 / internal error: {type(exc).__name__}: {exc}", markup=False)
+        if os.environ.get("HIPGATE_DEBUG"):
+            raise
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

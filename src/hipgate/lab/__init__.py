@@ -1,0 +1,1 @@
+"""The lab: real Debian hosts (systemd-nspawn + network namespaces) on one machine."""
