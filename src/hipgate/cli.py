@@ -79,14 +79,27 @@ def lab_down(name: LabName = DEFAULT_LAB) -> None:
 
 
 @lab_app.command("status")
-def lab_status(name: LabName = DEFAULT_LAB) -> None:
+def lab_status(
+    name: LabName = DEFAULT_LAB,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON 输出 / JSON output")] = False,
+) -> None:
     """主机、地址与状态 / hosts, addresses and state."""
-    from hipgate.lab import manager
+    import json
+
+    from hipgate.lab import artifacts, manager
 
     rows = manager.status(name)
     if not rows:
-        out.print(f"没有名为 {name} 的实验环境。/ No lab named {name}.")
+        err.print(f"没有名为 {name} 的实验环境。/ No lab named {name}.")
         raise typer.Exit(3)
+    if as_json:
+        lab = manager.load(name)
+        assert lab is not None
+        print(json.dumps({"lab": name, "ssh_config": str(artifacts.ssh_config_path(lab)),
+                          "identity_file": str(artifacts.key_path(lab)),
+                          "hosts": [{"name": r.name, "address": r.address, "groups": list(r.groups), "pid": r.pid,
+                                     "ssh_ready": r.ssh_ready} for r in rows]}, ensure_ascii=False))
+        raise typer.Exit(0 if all(r.ssh_ready for r in rows) else 1)
     table = Table("主机 host", "地址 address", "组 groups", "PID", "SSH")
     for r in rows:
         table.add_row(r.name, r.address, ",".join(r.groups), str(r.pid or "-"),
