@@ -17,22 +17,33 @@ from hipgate.errors import UserError
 from hipgate.inventory import load_inventory
 from hipgate.paths import project_root
 
-app = typer.Typer(help="hipgate: 医保前置机部署、加固与合规验证 / provision, secure and prove the 前置机 compliant.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="hipgate: 医保前置机部署、加固与合规验证 / provision, secure and prove the 前置机 compliant.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 lab_app = typer.Typer(help="本机实验环境（真实 Linux 主机）/ the local lab of real Linux hosts.", no_args_is_help=True)
 inv_app = typer.Typer(help="部署清单 / inventory.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(inv_app, name="inventory")
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: never break file paths in messages users copy from.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 LabName = Annotated[str, typer.Option("--name", help="实验环境名 / lab name")]
 DEFAULT_LAB = "default"
 
 
 def _progress() -> tuple[Progress, object]:
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, transient=False)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
     tasks: dict[str, int] = {}
     labels = {"up": "创建 / building", "down": "清除 / removing", "ssh": "等待 SSH / waiting for ssh"}
 
@@ -95,15 +106,32 @@ def lab_status(
     if as_json:
         lab = manager.load(name)
         assert lab is not None
-        print(json.dumps({"lab": name, "ssh_config": str(artifacts.ssh_config_path(lab)),
-                          "identity_file": str(artifacts.key_path(lab)),
-                          "hosts": [{"name": r.name, "address": r.address, "groups": list(r.groups), "pid": r.pid,
-                                     "ssh_ready": r.ssh_ready} for r in rows]}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "lab": name,
+                    "ssh_config": str(artifacts.ssh_config_path(lab)),
+                    "identity_file": str(artifacts.key_path(lab)),
+                    "hosts": [
+                        {
+                            "name": r.name,
+                            "address": r.address,
+                            "groups": list(r.groups),
+                            "pid": r.pid,
+                            "ssh_ready": r.ssh_ready,
+                        }
+                        for r in rows
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
         raise typer.Exit(0 if all(r.ssh_ready for r in rows) else 1)
     table = Table("主机 host", "地址 address", "组 groups", "PID", "SSH")
     for r in rows:
-        table.add_row(r.name, r.address, ",".join(r.groups), str(r.pid or "-"),
-                      "就绪 ready" if r.ssh_ready else "未就绪 down")
+        table.add_row(
+            r.name, r.address, ",".join(r.groups), str(r.pid or "-"), "就绪 ready" if r.ssh_ready else "未就绪 down"
+        )
     out.print(table)
     if not all(r.ssh_ready for r in rows):
         raise typer.Exit(1)
@@ -117,7 +145,13 @@ def lab_ssh(ctx: typer.Context, host: str, name: LabName = DEFAULT_LAB) -> None:
 
     lab = manager.load(name)
     if lab is None:
-        raise fail(f"lab {name}", "实验环境未启动。", "the lab is not up.", "先运行 hipgate lab up。", "run hipgate lab up first.")
+        raise fail(
+            f"lab {name}",
+            "实验环境未启动。",
+            "the lab is not up.",
+            "先运行 hipgate lab up。",
+            "run hipgate lab up first.",
+        )
     lab.host(host)
     os.execvp("ssh", ["ssh", "-F", str(artifacts.ssh_config_path(lab)), host, *ctx.args])
 
@@ -126,8 +160,10 @@ def lab_ssh(ctx: typer.Context, host: str, name: LabName = DEFAULT_LAB) -> None:
 def inventory_check(path: Path) -> None:
     """校验部署清单 / validate an inventory."""
     inv = load_inventory(path)
-    out.print(f"清单有效 / inventory valid: {inv.path} — {len(inv.hosts)} 台主机 hosts, "
-              + ", ".join(f"{g}={len(h)}" for g, h in inv.groups.items()))
+    out.print(
+        f"清单有效 / inventory valid: {inv.path} — {len(inv.hosts)} 台主机 hosts, "
+        + ", ".join(f"{g}={len(h)}" for g, h in inv.groups.items())
+    )
 
 
 @app.command()
@@ -181,7 +217,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("已中断。/ Interrupted.")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last resort: no traceback for users
+    except Exception as exc:
         err.print(f"内部错误 / internal error: {type(exc).__name__}: {exc}", markup=False)
         if os.environ.get("HIPGATE_DEBUG"):
             raise

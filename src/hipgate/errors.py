@@ -16,13 +16,7 @@ class Problem:
     fix_en: str
 
     def render(self) -> str:
-        return (
-            f"{self.where}\n"
-            f"  错误: {self.zh}\n"
-            f"  Error: {self.en}\n"
-            f"  修复: {self.fix_zh}\n"
-            f"  Fix: {self.fix_en}"
-        )
+        return f"{self.where}\n  错误: {self.zh}\n  Error: {self.en}\n  修复: {self.fix_zh}\n  Fix: {self.fix_en}"
 
 
 @dataclass

@@ -19,12 +19,18 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def run_playbook(playbook: str, inventory: Path, limit: str | None = None, tags: str | None = None,
-                 extra: list[str] | None = None) -> int:
+def run_playbook(
+    playbook: str, inventory: Path, limit: str | None = None, tags: str | None = None, extra: list[str] | None = None
+) -> int:
     path = project_root() / "playbooks" / playbook
     if not path.is_file():
-        raise fail(str(path), "找不到剧本。", "playbook not found.", "确认在 hipgate 项目目录中运行。",
-                   "run hipgate from its project checkout.")
+        raise fail(
+            str(path),
+            "找不到剧本。",
+            "playbook not found.",
+            "确认在 hipgate 项目目录中运行。",
+            "run hipgate from its project checkout.",
+        )
     cmd = ["ansible-playbook", "-i", str(inventory), str(path)]
     if limit:
         cmd += ["--limit", limit]

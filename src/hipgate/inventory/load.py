@@ -83,46 +83,85 @@ def _problem(file: Path, rules: dict[str, Any], err: errors.ValidationError) -> 
     want_zh, want_en = f"设置为{meta['zh']}。", f"set it to {meta['en']}."
     code, value, constraint = err.code, err.value, err.constraint
     if code == errors.REQUIRED_FIELD.code:
-        return Problem(where, "缺少必填项。", "required field is missing.",
-                       f"添加该项：{meta['zh']}。", f"add it: {meta['en']}.")
+        return Problem(
+            where, "缺少必填项。", "required field is missing.", f"添加该项：{meta['zh']}。", f"add it: {meta['en']}."
+        )
     if code == errors.UNKNOWN_FIELD.code:
-        return Problem(where, f"未知的键 {path[-1]!r}。", f"unknown key {path[-1]!r}.",
-                       "检查拼写或删除该键（允许的键见模板）。",
-                       "check its spelling or remove it (allowed keys are in the template).")
+        return Problem(
+            where,
+            f"未知的键 {path[-1]!r}。",
+            f"unknown key {path[-1]!r}.",
+            "检查拼写或删除该键（允许的键见模板）。",
+            "check its spelling or remove it (allowed keys are in the template).",
+        )
     if code == errors.UNALLOWED_VALUE.code and err.rule == "allowed":
         allowed = ", ".join(map(str, constraint))
-        return Problem(where, f"不允许的名称 {value!r}。", f"name {value!r} is not allowed.",
-                       f"使用以下之一：{allowed}。", f"use one of: {allowed}.")
+        return Problem(
+            where,
+            f"不允许的名称 {value!r}。",
+            f"name {value!r} is not allowed.",
+            f"使用以下之一：{allowed}。",
+            f"use one of: {allowed}.",
+        )
     if code == errors.BAD_TYPE.code:
-        return Problem(where, f"类型错误：应为 {constraint}，实为 {type(value).__name__}。",
-                       f"wrong type: expected {constraint}, got {type(value).__name__}.", want_zh, want_en)
+        return Problem(
+            where,
+            f"类型错误：应为 {constraint}，实为 {type(value).__name__}。",
+            f"wrong type: expected {constraint}, got {type(value).__name__}.",
+            want_zh,
+            want_en,
+        )
     if code in (errors.EMPTY_NOT_ALLOWED.code, errors.NOT_NULLABLE.code):
         return Problem(where, "不能为空。", "must not be empty.", want_zh, want_en)
     if code == errors.MIN_LENGTH.code:
-        return Problem(where, f"至少需要 {constraint} 项，当前 {len(value)} 项。",
-                       f"needs at least {constraint} entries, found {len(value)}.", want_zh, want_en)
+        return Problem(
+            where,
+            f"至少需要 {constraint} 项，当前 {len(value)} 项。",
+            f"needs at least {constraint} entries, found {len(value)}.",
+            want_zh,
+            want_en,
+        )
     if code in (errors.MIN_VALUE.code, errors.MAX_VALUE.code):
         bound_zh, bound_en = ("最小", "at least") if code == errors.MIN_VALUE.code else ("最大", "at most")
-        return Problem(where, f"值 {value} 超出范围（{bound_zh} {constraint}）。",
-                       f"value {value} is out of range ({bound_en} {constraint}).", want_zh, want_en)
+        return Problem(
+            where,
+            f"值 {value} 超出范围（{bound_zh} {constraint}）。",
+            f"value {value} is out of range ({bound_en} {constraint}).",
+            want_zh,
+            want_en,
+        )
     if code == errors.REGEX_MISMATCH.code:
         return Problem(where, f"格式不正确：{value!r}。", f"malformed value: {value!r}.", want_zh, want_en)
-    if err.rule == "check_with" and err.info and err.info[0] == "cidr":
-        return Problem(where, f"{value!r} 不是合法的 IPv4 网段（CIDR，主机位须为 0）。",
-                       f"{value!r} is not a valid IPv4 network in CIDR form (host bits must be zero).",
-                       want_zh, want_en)
-    if err.rule == "check_with" and err.info and err.info[0] == "ipv4":
-        return Problem(where, f"{value!r} 不是合法的 IPv4 地址。", f"{value!r} is not a valid IPv4 address.",
-                       want_zh, want_en)
-    return Problem(where, f"不符合规则 {err.rule}={constraint!r}。",
-                   f"violates rule {err.rule}={constraint!r}.", want_zh, want_en)
+    # Our check_with helpers report through _error(field, tag): cerberus files them as CUSTOM.
+    custom = err.info[0] if code == errors.CUSTOM.code and err.info else None
+    if custom == "cidr":
+        return Problem(
+            where,
+            f"{value!r} 不是合法的 IPv4 网段（CIDR，主机位须为 0）。",
+            f"{value!r} is not a valid IPv4 network in CIDR form (host bits must be zero).",
+            want_zh,
+            want_en,
+        )
+    if custom == "ipv4":
+        return Problem(
+            where, f"{value!r} 不是合法的 IPv4 地址。", f"{value!r} is not a valid IPv4 address.", want_zh, want_en
+        )
+    return Problem(
+        where, f"不符合规则 {err.rule}={constraint!r}。", f"violates rule {err.rule}={constraint!r}.", want_zh, want_en
+    )
 
 
 def _validate(file: Path, document: Any, rules: dict[str, Any]) -> list[Problem]:
     if not isinstance(document, dict):
-        return [Problem(str(file), "文件内容应为 YAML 映射（键: 值）。", "the file must hold a YAML mapping (key: value).",
-                        "参照 inventories/example-province/ 中的模板。",
-                        "follow the template in inventories/example-province/.")]
+        return [
+            Problem(
+                str(file),
+                "文件内容应为 YAML 映射（键: 值）。",
+                "the file must hold a YAML mapping (key: value).",
+                "参照 inventories/example-province/ 中的模板。",
+                "follow the template in inventories/example-province/.",
+            )
+        ]
     validator = _Validator(rules, allow_unknown=False)
     if validator.validate(document):
         return []
@@ -151,18 +190,26 @@ def _cross_checks(hosts_file: Path, settings_file: Path, inv: Inventory, raw_hos
     children = raw_hosts["all"]["children"]
     for group, (desc_zh, desc_en) in schema.REQUIRED_GROUPS.items():
         if group not in children:
-            problems.append(Problem(f"{hosts_file}: all.children.{group}", f"缺少主机组 {group}（{desc_zh}）。",
-                                    f"host group {group} ({desc_en}) is missing.",
-                                    f"在 all.children 下添加 {group}: 及其 hosts:。",
-                                    f"add {group}: with its hosts: under all.children."))
+            problems.append(
+                Problem(
+                    f"{hosts_file}: all.children.{group}",
+                    f"缺少主机组 {group}（{desc_zh}）。",
+                    f"host group {group} ({desc_en}) is missing.",
+                    f"在 all.children 下添加 {group}: 及其 hosts:。",
+                    f"add {group}: with its hosts: under all.children.",
+                )
+            )
     sites = inv.group_hosts("backup_sites")
     if "backup_sites" in children and len(sites) < schema.MIN_BACKUP_SITES:
-        problems.append(Problem(f"{hosts_file}: all.children.backup_sites.hosts",
-                                f"异地备份站点至少需要 {schema.MIN_BACKUP_SITES} 个，当前 {len(sites)} 个。",
-                                f"at least {schema.MIN_BACKUP_SITES} off-site backup sites are required, "
-                                f"found {len(sites)}.",
-                                "再添加一个由另一方保管的异地备份站点。",
-                                "add another off-site backup site, held by the other party."))
+        problems.append(
+            Problem(
+                f"{hosts_file}: all.children.backup_sites.hosts",
+                f"异地备份站点至少需要 {schema.MIN_BACKUP_SITES} 个，当前 {len(sites)} 个。",
+                f"at least {schema.MIN_BACKUP_SITES} off-site backup sites are required, found {len(sites)}.",
+                "再添加一个由另一方保管的异地备份站点。",
+                "add another off-site backup site, held by the other party.",
+            )
+        )
     # One host may sit in several groups, but must keep one address; two hosts must not share one.
     owner: dict[str, str] = {}
     first_addr: dict[str, str] = {}
@@ -172,31 +219,52 @@ def _cross_checks(hosts_file: Path, settings_file: Path, inv: Inventory, raw_hos
             where = f"{hosts_file}: all.children.{group}.hosts.{name}.ansible_host"
             known = first_addr.setdefault(name, addr) if addr is not None else None
             if known is not None and addr is not None and addr != known:
-                problems.append(Problem(where, f"主机 {name} 在不同组中地址不一致（{known} 与 {addr}）。",
-                                        f"host {name} has two addresses ({known} and {addr}) in different groups.",
-                                        "同一主机在各组中使用同一个地址。", "give the host one address in every group."))
+                problems.append(
+                    Problem(
+                        where,
+                        f"主机 {name} 在不同组中地址不一致（{known} 与 {addr}）。",
+                        f"host {name} has two addresses ({known} and {addr}) in different groups.",
+                        "同一主机在各组中使用同一个地址。",
+                        "give the host one address in every group.",
+                    )
+                )
             if addr is not None and owner.setdefault(addr, name) != name:
-                problems.append(Problem(where, f"IP 地址 {addr} 重复（已被主机 {owner[addr]} 使用）。",
-                                        f"duplicate IP address {addr} (already used by host {owner[addr]}).",
-                                        "为每台主机分配唯一的固定 IP。", "give every host its own fixed IP."))
+                problems.append(
+                    Problem(
+                        where,
+                        f"IP 地址 {addr} 重复（已被主机 {owner[addr]} 使用）。",
+                        f"duplicate IP address {addr} (already used by host {owner[addr]}).",
+                        "为每台主机分配唯一的固定 IP。",
+                        "give every host its own fixed IP.",
+                    )
+                )
     hip = inv.settings
     custodians = hip.get("custodians") or []
     threshold = (hip.get("custody") or {}).get("threshold")
     if isinstance(threshold, int) and threshold > len(custodians):
-        problems.append(Problem(f"{settings_file}: hipgate.custody.threshold",
-                                f"门限 {threshold} 大于保管人数量 {len(custodians)}，密码将无法恢复。",
-                                f"threshold {threshold} exceeds the {len(custodians)} custodians; "
-                                "the password could never be recovered.",
-                                f"将门限设为 {schema.MIN_THRESHOLD} 到 {len(custodians)} 之间，或增加保管人。",
-                                f"set the threshold between {schema.MIN_THRESHOLD} and {len(custodians)}, "
-                                "or add custodians."))
+        problems.append(
+            Problem(
+                f"{settings_file}: hipgate.custody.threshold",
+                f"门限 {threshold} 大于保管人数量 {len(custodians)}，密码将无法恢复。",
+                f"threshold {threshold} exceeds the {len(custodians)} custodians; "
+                "the password could never be recovered.",
+                f"将门限设为 {schema.MIN_THRESHOLD} 到 {len(custodians)} 之间，或增加保管人。",
+                f"set the threshold between {schema.MIN_THRESHOLD} and {len(custodians)}, or add custodians.",
+            )
+        )
     seen: set[str] = set()
     for i, cust in enumerate(custodians):
         cid = cust.get("id")
         if cid in seen:
-            problems.append(Problem(f"{settings_file}: hipgate.custodians.[{i}].id", f"保管人 id {cid!r} 重复。",
-                                    f"custodian id {cid!r} is duplicated.", "每名保管人使用唯一的 id。",
-                                    "give every custodian a unique id."))
+            problems.append(
+                Problem(
+                    f"{settings_file}: hipgate.custodians.[{i}].id",
+                    f"保管人 id {cid!r} 重复。",
+                    f"custodian id {cid!r} is duplicated.",
+                    "每名保管人使用唯一的 id。",
+                    "give every custodian a unique id.",
+                )
+            )
         seen.add(cid)
     return problems
 

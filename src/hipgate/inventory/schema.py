@@ -22,7 +22,10 @@ MIN_BACKUP_SITES = 2
 MIN_THRESHOLD = 2
 
 # Groups that may appear besides the required ones (the lab adds `outsider`).
-OPTIONAL_GROUPS = {"outsider"}
+# outsider: an unauthorised host used to prove protected services refuse it.
+# simulated_peers: hosts the lab runs in place of external systems (the national platform);
+# site.yml configures them only in a lab, never in a province.
+OPTIONAL_GROUPS = {"outsider", "simulated_peers"}
 
 IFACE_RE = r"^[A-Za-z0-9_.:-]{1,15}$"
 HOSTNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -35,23 +38,33 @@ def _m(zh: str, en: str) -> dict[str, str]:
 
 HOST_VARS: dict[str, Any] = {
     "ansible_host": {
-        "type": "string", "required": True, "check_with": "ipv4",
+        "type": "string",
+        "required": True,
+        "check_with": "ipv4",
         "meta": _m("主机固定 IPv4 地址，如 10.86.1.10", "the host's fixed IPv4 address, e.g. 10.86.1.10"),
     },
     "ansible_port": {"type": "integer", "min": 1, "max": 65535, "meta": _m("SSH 端口 1-65535", "SSH port 1-65535")},
     "ansible_user": {"type": "string", "empty": False, "meta": _m("SSH 登录用户", "SSH login user")},
-    "ansible_ssh_private_key_file": {"type": "string", "empty": False,
-                                     "meta": _m("SSH 私钥文件路径", "path of the SSH private key")},
+    "ansible_ssh_private_key_file": {
+        "type": "string",
+        "empty": False,
+        "meta": _m("SSH 私钥文件路径", "path of the SSH private key"),
+    },
     "ansible_ssh_common_args": {"type": "string", "meta": _m("额外 SSH 参数", "extra SSH arguments")},
-    "ansible_python_interpreter": {"type": "string", "empty": False,
-                                   "meta": _m("远端 Python 路径", "remote Python path")},
+    "ansible_python_interpreter": {
+        "type": "string",
+        "empty": False,
+        "meta": _m("远端 Python 路径", "remote Python path"),
+    },
     "ansible_become": {"type": "boolean", "meta": _m("是否使用 sudo 提权 (true/false)", "use sudo (true/false)")},
     "hipgate_leased_line_interface": {
-        "type": "string", "regex": IFACE_RE,
+        "type": "string",
+        "regex": IFACE_RE,
         "meta": _m("本机医保专线网卡名，如 eth1", "this host's leased-line (医保专线) NIC name, e.g. eth1"),
     },
     "hipgate_site_owner": {
-        "type": "string", "empty": False,
+        "type": "string",
+        "empty": False,
         "meta": _m("备份站点的保管方，如 省医保信息中心", "party holding this backup site, e.g. the provincial centre"),
     },
 }
@@ -61,7 +74,9 @@ GROUP: dict[str, Any] = {
     "nullable": False,
     "schema": {
         "hosts": {
-            "type": "dict", "required": True, "empty": False,
+            "type": "dict",
+            "required": True,
+            "empty": False,
             "keysrules": {"type": "string", "regex": HOSTNAME_RE},
             "valuesrules": {"type": "dict", "nullable": True, "schema": HOST_VARS},
             "meta": _m("该组的主机列表（至少 1 台）", "the group's hosts (at least one)"),
@@ -73,16 +88,23 @@ GROUP: dict[str, Any] = {
 
 HOSTS_FILE: dict[str, Any] = {
     "all": {
-        "type": "dict", "required": True,
+        "type": "dict",
+        "required": True,
         "schema": {
             "children": {
-                "type": "dict", "required": True,
+                "type": "dict",
+                "required": True,
                 "keysrules": {"type": "string", "allowed": sorted([*REQUIRED_GROUPS, *OPTIONAL_GROUPS])},
                 "valuesrules": GROUP,
                 "meta": _m("主机组: " + "、".join(REQUIRED_GROUPS), "host groups: " + ", ".join(REQUIRED_GROUPS)),
             },
-            "vars": {"type": "dict", "meta": _m("全局变量（hipgate 设置请放 group_vars/all/hipgate.yml）",
-                                                "global variables (hipgate settings go in group_vars/all/hipgate.yml)")},
+            "vars": {
+                "type": "dict",
+                "meta": _m(
+                    "全局变量（hipgate 设置请放 group_vars/all/hipgate.yml）",
+                    "global variables (hipgate settings go in group_vars/all/hipgate.yml)",
+                ),
+            },
         },
         "meta": _m("顶层 all: 组", "the top-level all: group"),
     },
@@ -91,77 +113,142 @@ HOSTS_FILE: dict[str, Any] = {
 CUSTODIAN: dict[str, Any] = {
     "type": "dict",
     "schema": {
-        "id": {"type": "string", "required": True, "regex": CUSTODIAN_ID_RE,
-               "meta": _m("保管人登录名，小写字母开头，如 zhang.san", "custodian login id, lower case, e.g. zhang.san")},
+        "id": {
+            "type": "string",
+            "required": True,
+            "regex": CUSTODIAN_ID_RE,
+            "meta": _m("保管人登录名，小写字母开头，如 zhang.san", "custodian login id, lower case, e.g. zhang.san"),
+        },
         "name": {"type": "string", "required": True, "empty": False, "meta": _m("保管人姓名", "custodian's full name")},
-        "organisation": {"type": "string", "required": True, "empty": False,
-                         "meta": _m("保管人所属单位", "custodian's organisation")},
-        "pgp_public_key_file": {"type": "string", "empty": False,
-                                "meta": _m("保管人 PGP 公钥文件（可选）", "custodian's PGP public key file (optional)")},
+        "organisation": {
+            "type": "string",
+            "required": True,
+            "empty": False,
+            "meta": _m("保管人所属单位", "custodian's organisation"),
+        },
+        "pgp_public_key_file": {
+            "type": "string",
+            "empty": False,
+            "meta": _m("保管人 PGP 公钥文件（可选）", "custodian's PGP public key file (optional)"),
+        },
     },
     "meta": _m("一名密码分段保管人", "one password-share custodian"),
 }
 
 SETTINGS: dict[str, Any] = {
     "hipgate": {
-        "type": "dict", "required": True,
+        "type": "dict",
+        "required": True,
         "schema": {
-            "province": {"type": "string", "required": True, "empty": False,
-                         "meta": _m("省份名称", "province name")},
+            "province": {"type": "string", "required": True, "empty": False, "meta": _m("省份名称", "province name")},
             "network": {
-                "type": "dict", "required": True,
+                "type": "dict",
+                "required": True,
                 "schema": {
-                    "platform_cidr": {"type": "string", "required": True, "check_with": "cidr",
-                                      "meta": _m("国家平台网段 CIDR，如 10.123.0.0/16",
-                                                 "national platform network as CIDR, e.g. 10.123.0.0/16")},
-                    "dns_servers": {"type": "list", "required": True, "minlength": 1,
-                                    "schema": {"type": "string", "check_with": "ipv4"},
-                                    "meta": _m("DNS 服务器 IPv4 地址列表", "list of DNS server IPv4 addresses")},
-                    "leased_line_interface": {"type": "string", "required": True, "regex": IFACE_RE,
-                                              "meta": _m("医保专线网卡名，如 eth1",
-                                                         "leased-line (医保专线) NIC name, e.g. eth1")},
-                    "platform_names": {"type": "list", "schema": {"type": "string", "regex": HOSTNAME_RE},
-                                       "meta": _m("国家平台域名列表", "national platform host names")},
+                    "platform_cidr": {
+                        "type": "string",
+                        "required": True,
+                        "check_with": "cidr",
+                        "meta": _m(
+                            "国家平台网段 CIDR，如 10.123.0.0/16",
+                            "national platform network as CIDR, e.g. 10.123.0.0/16",
+                        ),
+                    },
+                    "dns_servers": {
+                        "type": "list",
+                        "required": True,
+                        "minlength": 1,
+                        "schema": {"type": "string", "check_with": "ipv4"},
+                        "meta": _m("DNS 服务器 IPv4 地址列表", "list of DNS server IPv4 addresses"),
+                    },
+                    "leased_line_interface": {
+                        "type": "string",
+                        "required": True,
+                        "regex": IFACE_RE,
+                        "meta": _m("医保专线网卡名，如 eth1", "leased-line (医保专线) NIC name, e.g. eth1"),
+                    },
+                    "platform_names": {
+                        "type": "list",
+                        "schema": {"type": "string", "regex": HOSTNAME_RE},
+                        "meta": _m("国家平台域名列表", "national platform host names"),
+                    },
                 },
                 "meta": _m("网络参数", "network settings"),
             },
             "time": {
                 "type": "dict",
                 "schema": {
-                    "ntp_servers": {"type": "list", "minlength": 1, "schema": {"type": "string", "empty": False},
-                                    "meta": _m("NTP 时间源列表", "list of NTP time sources")},
+                    "ntp_servers": {
+                        "type": "list",
+                        "minlength": 1,
+                        "schema": {"type": "string", "empty": False},
+                        "meta": _m("NTP 时间源列表", "list of NTP time sources"),
+                    },
                 },
                 "meta": _m("时间同步参数", "time-sync settings"),
             },
-            "custodians": {"type": "list", "required": True, "minlength": MIN_THRESHOLD, "schema": CUSTODIAN,
-                           "meta": _m(f"数据库密码分段保管人列表（至少 {MIN_THRESHOLD} 人）",
-                                      f"database-password custodians (at least {MIN_THRESHOLD})")},
+            "custodians": {
+                "type": "list",
+                "required": True,
+                "minlength": MIN_THRESHOLD,
+                "schema": CUSTODIAN,
+                "meta": _m(
+                    f"数据库密码分段保管人列表（至少 {MIN_THRESHOLD} 人）",
+                    f"database-password custodians (at least {MIN_THRESHOLD})",
+                ),
+            },
             "custody": {
-                "type": "dict", "required": True,
+                "type": "dict",
+                "required": True,
                 "schema": {
-                    "threshold": {"type": "integer", "required": True, "min": MIN_THRESHOLD,
-                                  "meta": _m(f"恢复密码所需保管人数（≥{MIN_THRESHOLD} 且 ≤ 保管人总数）",
-                                             f"custodians needed to recover (≥{MIN_THRESHOLD}, ≤ custodians)")},
+                    "threshold": {
+                        "type": "integer",
+                        "required": True,
+                        "min": MIN_THRESHOLD,
+                        "meta": _m(
+                            f"恢复密码所需保管人数（≥{MIN_THRESHOLD} 且 ≤ 保管人总数）",
+                            f"custodians needed to recover (≥{MIN_THRESHOLD}, ≤ custodians)",
+                        ),
+                    },
                 },
                 "meta": _m("分段保管参数", "split-custody settings"),
             },
             "backup": {
-                "type": "dict", "required": True,
+                "type": "dict",
+                "required": True,
                 "schema": {
-                    "full_max_age_hours": {"type": "integer", "required": True, "min": 1, "max": 24 * 31,
-                                           "meta": _m("最新全量备份允许的最大时长（小时）",
-                                                      "maximum age of the newest full backup, in hours")},
-                    "retention_full": {"type": "integer", "required": True, "min": 1,
-                                       "meta": _m("每个仓库保留的全量备份份数", "full backups kept per repository")},
-                    "full_schedule": {"type": "string", "empty": False,
-                                      "meta": _m("全量备份时间（systemd OnCalendar）",
-                                                 "full-backup time (systemd OnCalendar)")},
-                    "diff_schedule": {"type": "string", "empty": False,
-                                      "meta": _m("差异备份时间（systemd OnCalendar）",
-                                                 "differential-backup time (systemd OnCalendar)")},
-                    "restore_test_schedule": {"type": "string", "empty": False,
-                                              "meta": _m("恢复演练时间（systemd OnCalendar）",
-                                                         "restore-test time (systemd OnCalendar)")},
+                    "full_max_age_hours": {
+                        "type": "integer",
+                        "required": True,
+                        "min": 1,
+                        "max": 24 * 31,
+                        "meta": _m(
+                            "最新全量备份允许的最大时长（小时）", "maximum age of the newest full backup, in hours"
+                        ),
+                    },
+                    "retention_full": {
+                        "type": "integer",
+                        "required": True,
+                        "min": 1,
+                        "meta": _m("每个仓库保留的全量备份份数", "full backups kept per repository"),
+                    },
+                    "full_schedule": {
+                        "type": "string",
+                        "empty": False,
+                        "meta": _m("全量备份时间（systemd OnCalendar）", "full-backup time (systemd OnCalendar)"),
+                    },
+                    "diff_schedule": {
+                        "type": "string",
+                        "empty": False,
+                        "meta": _m(
+                            "差异备份时间（systemd OnCalendar）", "differential-backup time (systemd OnCalendar)"
+                        ),
+                    },
+                    "restore_test_schedule": {
+                        "type": "string",
+                        "empty": False,
+                        "meta": _m("恢复演练时间（systemd OnCalendar）", "restore-test time (systemd OnCalendar)"),
+                    },
                 },
                 "meta": _m("备份策略", "backup policy"),
             },

@@ -14,8 +14,18 @@ from hipgate.lab.topology import state_root
 SUITE = "bookworm"
 # Packages every lab host has before any role runs: what Ansible and the lab need, nothing more.
 PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt", "iproute2",
-    "sudo", "iputils-ping", "ca-certificates", "netcat-openbsd", "procps",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "python3",
+    "python3-apt",
+    "iproute2",
+    "sudo",
+    "iputils-ping",
+    "ca-certificates",
+    "netcat-openbsd",
+    "procps",
 )
 ADMIN_USER = "hipgate"
 # Bump when the post-install steps below change, so cached bases are rebuilt.
@@ -24,8 +34,13 @@ HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
 
 def recipe() -> dict[str, object]:
-    return {"suite": SUITE, "variant": "minbase", "packages": PACKAGES, "admin": ADMIN_USER,
-            "revision": RECIPE_REVISION}
+    return {
+        "suite": SUITE,
+        "variant": "minbase",
+        "packages": PACKAGES,
+        "admin": ADMIN_USER,
+        "revision": RECIPE_REVISION,
+    }
 
 
 def recipe_hash() -> str:
@@ -48,23 +63,33 @@ def host_mirror() -> str:
                 return words[1]
             if words[:1] == ["deb"] and len(words) > 2 and "security" not in words[1]:
                 return words[1] if not words[1].startswith("[") else words[2]
-    raise fail("/etc/apt/sources.list.d", "找不到本机的 Debian 软件源。", "no Debian mirror found in this machine's apt sources.",
-               "先配置本机 apt 软件源（apt-get update 能成功）。", "configure this machine's apt sources first "
-               "(apt-get update must succeed).")
+    raise fail(
+        "/etc/apt/sources.list.d",
+        "找不到本机的 Debian 软件源。",
+        "no Debian mirror found in this machine's apt sources.",
+        "先配置本机 apt 软件源（apt-get update 能成功）。",
+        "configure this machine's apt sources first (apt-get update must succeed).",
+    )
 
 
 def _run(args: list[str]) -> None:
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-2000:]
-        raise fail(" ".join(args[:3]), f"构建基础系统失败：{tail}", f"building the base rootfs failed: {tail}",
-                   "检查网络与软件源后重试 hipgate lab up。", "check the network and apt sources, then rerun hipgate lab up.",
-                   exit_code=1)
+        raise fail(
+            " ".join(args[:3]),
+            f"构建基础系统失败：{tail}",
+            f"building the base rootfs failed: {tail}",
+            "检查网络与软件源后重试 hipgate lab up。",
+            "check the network and apt sources, then rerun hipgate lab up.",
+            exit_code=1,
+        )
 
 
 def _apt_check_valid_until() -> str:
-    out = subprocess.run(["apt-config", "dump", "Acquire::Check-Valid-Until"], capture_output=True, text=True,
-                         check=False).stdout
+    out = subprocess.run(
+        ["apt-config", "dump", "Acquire::Check-Valid-Until"], capture_output=True, text=True, check=False
+    ).stdout
     return "false" if '"false"' in out else "true"
 
 
@@ -94,8 +119,14 @@ def _post_install(root: Path) -> None:
     sudoers.write_text(f"{ADMIN_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
     sudoers.chmod(0o440)
     # Units with nothing to do in a lab host; they only slow boots down.
-    for unit in ("systemd-networkd-wait-online.service", "apt-daily.timer", "apt-daily-upgrade.timer",
-                 "e2scrub_all.timer", "fstrim.timer", "systemd-resolved.service"):
+    for unit in (
+        "systemd-networkd-wait-online.service",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "e2scrub_all.timer",
+        "fstrim.timer",
+        "systemd-resolved.service",
+    ):
         link = root / "etc/systemd/system" / unit
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -42,10 +43,9 @@ def is_our_nspawn(pid: int, merged: Path) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    # Not our child (started by an earlier hipgate process): init reaps it.
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child: init reaps it
 
 
 def running_pid(lab: Lab, h: LabHost) -> int | None:
@@ -91,10 +91,23 @@ def start(lab: Lab, h: LabHost) -> None:
         return
     log = open(host_dir(lab, h) / "console.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        ["systemd-nspawn", "-D", str(merged_dir(lab, h)), "--register=no", "--keep-unit",
-         f"--network-namespace-path=/run/netns/{h.netns}", "--console=passive", f"--machine={lab.name}-{h.name}",
-         "--capability=CAP_NET_ADMIN", "--resolv-conf=copy-host", "-b"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "systemd-nspawn",
+            "-D",
+            str(merged_dir(lab, h)),
+            "--register=no",
+            "--keep-unit",
+            f"--network-namespace-path=/run/netns/{h.netns}",
+            "--console=passive",
+            f"--machine={lab.name}-{h.name}",
+            "--capability=CAP_NET_ADMIN",
+            "--resolv-conf=copy-host",
+            "-b",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     log.close()
     (host_dir(lab, h) / "nspawn.pid").write_text(str(proc.pid))

@@ -34,9 +34,13 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        raise fail("hipgate lab", "实验环境需要 root 权限（网络命名空间、systemd-nspawn、挂载）。",
-                   "the lab needs root (network namespaces, systemd-nspawn, mounts).",
-                   "以 root 运行，例如 sudo hipgate lab up。", "run it as root, e.g. sudo hipgate lab up.")
+        raise fail(
+            "hipgate lab",
+            "实验环境需要 root 权限（网络命名空间、systemd-nspawn、挂载）。",
+            "the lab needs root (network namespaces, systemd-nspawn, mounts).",
+            "以 root 运行，例如 sudo hipgate lab up。",
+            "run it as root, e.g. sudo hipgate lab up.",
+        )
 
 
 def _state_file(name: str) -> Path:
@@ -79,13 +83,19 @@ def _allocate_index(name: str) -> int:
     for idx in range(1, len(subnets)):
         if idx not in taken and not any(subnets[idx].overlaps(r) for r in routes if r.version == 4):
             return idx
-    raise fail("lab", "没有空闲的实验网段。", "no free lab subnet left.", "先用 hipgate lab down 删除不用的实验环境。",
-               "remove unused labs with hipgate lab down first.")
+    raise fail(
+        "lab",
+        "没有空闲的实验网段。",
+        "no free lab subnet left.",
+        "先用 hipgate lab down 删除不用的实验环境。",
+        "remove unused labs with hipgate lab down first.",
+    )
 
 
 def _uplink_mtu() -> int:
-    out = subprocess.run(["ip", "-4", "-o", "route", "show", "default"], capture_output=True, text=True,
-                         check=False).stdout.split()
+    out = subprocess.run(
+        ["ip", "-4", "-o", "route", "show", "default"], capture_output=True, text=True, check=False
+    ).stdout.split()
     if "dev" in out:
         try:
             return int(Path(f"/sys/class/net/{out[out.index('dev') + 1]}/mtu").read_text())
@@ -113,7 +123,7 @@ def _run_deploy(phase: str, build: Callable[[State], int], progress: Progress | 
         metas: list[tuple[str, object]] = []
         orig_add = add_op
 
-        def add(name: str, op, *args, **kwargs):  # noqa: ANN001
+        def add(name: str, op, *args, **kwargs):
             result = orig_add(state, op, *args, name=name, **kwargs)
             metas.extend((name, m) for m in result.values())
 
@@ -125,9 +135,14 @@ def _run_deploy(phase: str, build: Callable[[State], int], progress: Progress | 
         if failed or state.failed_hosts:
             name, meta = failed[0] if failed else ("?", None)
             detail = (meta.stderr if meta is not None else "").strip()[-1500:]  # type: ignore[attr-defined]
-            raise fail(f"lab {phase}: {name}", f"操作失败：{detail}", f"operation failed: {detail}",
-                       "查看上面的错误；修正后重新运行（lab up 可重复执行）。",
-                       "see the error above; fix it and run again (lab up is safe to repeat).", exit_code=1)
+            raise fail(
+                f"lab {phase}: {name}",
+                f"操作失败：{detail}",
+                f"operation failed: {detail}",
+                "查看上面的错误；修正后重新运行（lab up 可重复执行）。",
+                "see the error above; fix it and run again (lab up is safe to repeat).",
+                exit_code=1,
+            )
         return sum(1 for _, m in metas if m.did_change())  # type: ignore[attr-defined]
     finally:
         disconnect_all(state)
@@ -151,8 +166,12 @@ def _restore_host_sysctls() -> None:
     saved.unlink()
 
 
-def up(name: str, specs: list[tuple[str, tuple[str, ...]]], progress: Progress | None = None,
-       inventory_dir: Path | None = None) -> tuple[Lab, int]:
+def up(
+    name: str,
+    specs: list[tuple[str, tuple[str, ...]]],
+    progress: Progress | None = None,
+    inventory_dir: Path | None = None,
+) -> tuple[Lab, int]:
     """Bring a lab to ssh-ready; safe to repeat. Returns the lab and how many operations changed."""
     require_root()
     existing = load(name)
@@ -160,9 +179,13 @@ def up(name: str, specs: list[tuple[str, tuple[str, ...]]], progress: Progress |
         wanted = [(n, tuple(g)) for n, g in specs]
         have = [(h.name, h.groups) for h in existing.hosts]
         if wanted != have:
-            raise fail(f"lab {name}", "同名实验环境已存在且主机不同。", "a lab of that name exists with other hosts.",
-                       f"先运行 hipgate lab down --name {name}，或换一个 --name。",
-                       f"run hipgate lab down --name {name} first, or choose another --name.")
+            raise fail(
+                f"lab {name}",
+                "同名实验环境已存在且主机不同。",
+                "a lab of that name exists with other hosts.",
+                f"先运行 hipgate lab down --name {name}，或换一个 --name。",
+                f"run hipgate lab down --name {name} first, or choose another --name.",
+            )
         lab = existing
     else:
         lab = build_lab(name, _allocate_index(name), specs)
@@ -185,12 +208,17 @@ def up(name: str, specs: list[tuple[str, tuple[str, ...]]], progress: Progress |
         for h in lab.hosts:
             hdir = machine.host_dir(lab, h)
             running = machine.running_pid(lab, h) is not None
-            add(f"{h.name}: overlay", ops.overlay, str(base), str(hdir / "upper"), str(hdir / "work"),
-                str(hdir / "merged"))
+            add(
+                f"{h.name}: overlay",
+                ops.overlay,
+                str(base),
+                str(hdir / "upper"),
+                str(hdir / "work"),
+                str(hdir / "merged"),
+            )
             add(f"{h.name}: files", ops.call, machine.prepare_files, lab, h, pubkey, needed=not running)
             add(f"{h.name}: netns", ops.netns, h.netns)
-            add(f"{h.name}: veth", ops.veth, h.veth, h.netns, h.mac, f"{h.address}/24", lab.gateway,
-                lab.bridge, mtu)
+            add(f"{h.name}: veth", ops.veth, h.veth, h.netns, h.mac, f"{h.address}/24", lab.gateway, lab.bridge, mtu)
             add(f"{h.name}: boot", ops.call, machine.start, lab, h, needed=not running)
         return len(HOST_SYSCTLS) + 3 + 5 * len(lab.hosts)
 
@@ -207,9 +235,14 @@ def up(name: str, specs: list[tuple[str, tuple[str, ...]]], progress: Progress |
     if missing:
         names = ", ".join(h.name for h in missing)
         logs = ", ".join(str(machine.host_dir(lab, h) / "console.log") for h in missing)
-        raise fail(f"lab {name}", f"主机未能就绪（sshd 无响应）：{names}。", f"hosts never became ssh-ready: {names}.",
-                   f"查看控制台日志 {logs}；然后 hipgate lab down 再 up。",
-                   f"read the console logs {logs}; then hipgate lab down and up again.", exit_code=1)
+        raise fail(
+            f"lab {name}",
+            f"主机未能就绪（sshd 无响应）：{names}。",
+            f"hosts never became ssh-ready: {names}.",
+            f"查看控制台日志 {logs}；然后 hipgate lab down 再 up。",
+            f"read the console logs {logs}; then hipgate lab down and up again.",
+            exit_code=1,
+        )
     artifacts.write_ssh_config(lab)
     artifacts.write_inventory(lab, lab.directory / "inventory")
     if inventory_dir is not None:
@@ -231,8 +264,15 @@ def down(name: str, progress: Progress | None = None) -> bool:
             add(f"{h.name}: stop", ops.call, machine.stop, lab, h, needed=machine.read_pid(lab, h) is not None)
             add(f"{h.name}: veth", ops.veth, h.veth, h.netns, h.mac, "", "", lab.bridge, 0, present=False)
             add(f"{h.name}: netns", ops.netns, h.netns, present=False)
-            add(f"{h.name}: overlay", ops.overlay, "", str(hdir / "upper"), str(hdir / "work"),
-                str(hdir / "merged"), present=False)
+            add(
+                f"{h.name}: overlay",
+                ops.overlay,
+                "",
+                str(hdir / "upper"),
+                str(hdir / "work"),
+                str(hdir / "merged"),
+                present=False,
+            )
         add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge, present=False)
         add("bridge", ops.bridge, lab.bridge, "", 0, present=False)
         return 4 * len(lab.hosts) + 2

@@ -101,13 +101,15 @@ def netns(name: str, present: bool = True) -> Generator:
 
 
 @operation()
-def veth(name: str, ns: str, mac: str, cidr: str, gateway: str, bridge_name: str, mtu: int,
-         present: bool = True) -> Generator:
+def veth(
+    name: str, ns: str, mac: str, cidr: str, gateway: str, bridge_name: str, mtu: int, present: bool = True
+) -> Generator:
     """A veth pair: `name` on the bridge, `eth0` (fixed MAC, address, default route) inside `ns`."""
     exists = name in host.get_fact(Links)
     if present and not exists:
-        yield StringCommand(q("ip", "link", "add", name, "mtu", mtu, "type", "veth", "peer", "name", "eth0",
-                              "netns", ns))
+        yield StringCommand(
+            q("ip", "link", "add", name, "mtu", mtu, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        )
         yield StringCommand(q("ip", "link", "set", name, "master", bridge_name, "up"))
         yield StringCommand(q("ip", "-n", ns, "link", "set", "eth0", "address", mac, "mtu", mtu, "up"))
         yield StringCommand(q("ip", "-n", ns, "link", "set", "lo", "up"))
@@ -122,8 +124,9 @@ def overlay(lower: str, upper: str, work: str, merged: str, present: bool = True
     mounted = merged in host.get_fact(MountPoints)
     if present and not mounted:
         yield StringCommand(q("mkdir", "-p", upper, work, merged))
-        yield StringCommand(q("mount", "-t", "overlay", "overlay", "-o",
-                              f"lowerdir={lower},upperdir={upper},workdir={work}", merged))
+        yield StringCommand(
+            q("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", merged)
+        )
     elif not present and mounted:
         yield StringCommand(q("umount", merged))
 

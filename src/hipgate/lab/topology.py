@@ -20,7 +20,7 @@ REFERENCE_HOSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vault", ("vault",)),
     ("backup-a", ("backup_sites",)),
     ("backup-b", ("backup_sites",)),
-    ("natplat", ("natplat",)),
+    ("natplat", ("natplat", "simulated_peers")),
     ("outsider", ("outsider",)),
 )
 
@@ -55,7 +55,7 @@ class LabHost:
     @property
     def mac(self) -> str:
         # Fixed, locally administered MAC: re-created hosts keep their neighbour entries valid.
-        return "02:48:47:{:02x}:{:02x}:{:02x}".format(self.lab_index, self.index >> 8, self.index & 0xFF)
+        return f"02:48:47:{self.lab_index:02x}:{self.index >> 8:02x}:{self.index & 0xFF:02x}"
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,13 @@ class Lab:
             if h.name == name:
                 return h
         known = ", ".join(h.name for h in self.hosts)
-        raise fail(f"lab {self.name}: host {name}", f"实验环境中没有主机 {name}。", f"the lab has no host {name}.",
-                   f"使用以下之一：{known}。", f"use one of: {known}.")
+        raise fail(
+            f"lab {self.name}: host {name}",
+            f"实验环境中没有主机 {name}。",
+            f"the lab has no host {name}.",
+            f"使用以下之一：{known}。",
+            f"use one of: {known}.",
+        )
 
 
 def host_specs(count: int | None, names: list[str] | None) -> list[tuple[str, tuple[str, ...]]]:
@@ -98,22 +103,36 @@ def host_specs(count: int | None, names: list[str] | None) -> list[tuple[str, tu
     if names:
         for n in names:
             if not NAME_RE.match(n):
-                raise fail(f"--host {n}", f"主机名 {n!r} 不合法。", f"host name {n!r} is not valid.",
-                           "使用小写字母开头，仅含小写字母、数字和 -，最长 31 个字符。",
-                           "start with a lower-case letter; use a-z, 0-9 and -, at most 31 characters.")
+                raise fail(
+                    f"--host {n}",
+                    f"主机名 {n!r} 不合法。",
+                    f"host name {n!r} is not valid.",
+                    "使用小写字母开头，仅含小写字母、数字和 -，最长 31 个字符。",
+                    "start with a lower-case letter; use a-z, 0-9 and -, at most 31 characters.",
+                )
         return [(n, ("lab",)) for n in dict.fromkeys(names)]
     if count is not None:
         if not 1 <= count <= MAX_HOSTS:
-            raise fail("--count", f"主机数 {count} 超出范围。", f"host count {count} is out of range.",
-                       f"使用 1 到 {MAX_HOSTS} 之间的数。", f"use a number from 1 to {MAX_HOSTS}.")
+            raise fail(
+                "--count",
+                f"主机数 {count} 超出范围。",
+                f"host count {count} is out of range.",
+                f"使用 1 到 {MAX_HOSTS} 之间的数。",
+                f"use a number from 1 to {MAX_HOSTS}.",
+            )
         return [(f"node{i:03d}", ("lab",)) for i in range(1, count + 1)]
     return list(REFERENCE_HOSTS)
 
 
 def build_lab(name: str, index: int, specs: list[tuple[str, tuple[str, ...]]]) -> Lab:
     if not NAME_RE.match(name):
-        raise fail("--name", f"实验环境名 {name!r} 不合法。", f"lab name {name!r} is not valid.",
-                   "使用小写字母开头，仅含小写字母、数字和 -。", "start with a lower-case letter; use a-z, 0-9 and -.")
+        raise fail(
+            "--name",
+            f"实验环境名 {name!r} 不合法。",
+            f"lab name {name!r} is not valid.",
+            "使用小写字母开头，仅含小写字母、数字和 -。",
+            "start with a lower-case letter; use a-z, 0-9 and -.",
+        )
     subnet = list(LAB_SUPERNET.subnets(new_prefix=24))[index]
     hosts = tuple(
         LabHost(n, i, groups, str(subnet.network_address + FIRST_HOST_OFFSET + i - 1), index)
