@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -31,3 +32,17 @@ def edit_yaml(path: Path, change: Callable[[Any], object]) -> None:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     change(doc)
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/lab/ and those marked `lab` boot real hosts: root, systemd-nspawn, debootstrap."""
+    reason = None
+    if os.geteuid() != 0:
+        reason = "lab tests need root / 实验环境测试需要 root"
+    elif not shutil.which("systemd-nspawn") or not shutil.which("debootstrap"):
+        reason = "systemd-nspawn/debootstrap missing: run scripts/setup / 请先运行 scripts/setup"
+    for item in items:
+        if "/tests/lab/" in str(item.path):
+            item.add_marker(pytest.mark.lab)
+        if reason and item.get_closest_marker("lab"):
+            item.add_marker(pytest.mark.skip(reason=reason))

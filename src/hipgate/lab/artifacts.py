@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,30 @@ def write_ssh_config(lab: Lab) -> None:
         "  ControlPersist 60s\n"
     )
     ssh_config_path(lab).write_text("".join(blocks) + common)
+
+
+def close_ssh_masters(lab: Lab) -> None:
+    """Ask every ssh ControlMaster whose socket lives in the lab directory to exit.
+
+    Users' ssh, Ansible and testinfra keep masters open for ControlPersist; they are the lab's
+    leftovers once its hosts are gone, so `lab down` closes them through their own sockets.
+    """
+    if not lab.directory.is_dir():
+        return
+    # Only where masters live: the ssh_config's ControlPath and Ansible's control_path_dir
+    # (never a walk of the hosts' root filesystems below the lab directory).
+    for sock in [*lab.directory.glob("cm-*"), *lab.directory.glob("cp/*")]:
+        try:
+            is_socket = stat.S_ISSOCK(sock.lstat().st_mode)
+        except FileNotFoundError:
+            continue
+        if is_socket:
+            subprocess.run(
+                ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab-host"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
 
 
 def lab_settings(lab: Lab) -> dict[str, object]:
@@ -113,6 +138,8 @@ def write_inventory(lab: Lab, target: Path) -> Path:
                 "ansible_ssh_private_key_file": str(key_path(lab)),
                 "ansible_ssh_common_args": f"-F {ssh_config_path(lab)}",
                 "ansible_python_interpreter": "/usr/bin/python3",
+                # Ansible's ssh masters live with the lab, so `lab down` can close them.
+                "ansible_control_path_dir": str(lab.directory / "cp"),
             },
             "children": groups,
         }

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from hipgate.lab.base import ADMIN_USER
@@ -113,21 +114,23 @@ def start(lab: Lab, h: LabHost) -> None:
     (host_dir(lab, h) / "nspawn.pid").write_text(str(proc.pid))
 
 
-def stop(lab: Lab, h: LabHost, timeout: float = 20.0) -> None:
-    """SIGTERM powers the host off (~1-2 s); SIGKILL only if it does not."""
-    pid = running_pid(lab, h)
-    if pid is None:
-        (host_dir(lab, h) / "nspawn.pid").unlink(missing_ok=True)
-        return
-    os.kill(pid, signal.SIGTERM)
+def stop_all(lab: Lab, hosts: Sequence[LabHost], timeout: float = 20.0) -> None:
+    """Power hosts off together: SIGTERM to every nspawn first (each takes ~1 s to shut down), then
+    wait for all; SIGKILL only those still running at the deadline."""
+    running = {h: pid for h in hosts if (pid := running_pid(lab, h)) is not None}
+    for pid in running.values():
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and is_our_nspawn(pid, merged_dir(lab, h)):
+    while running and time.monotonic() < deadline:
+        running = {h: pid for h, pid in running.items() if is_our_nspawn(pid, merged_dir(lab, h))}
         time.sleep(0.1)
-    if is_our_nspawn(pid, merged_dir(lab, h)):
+    for pid in running.values():
         os.kill(pid, signal.SIGKILL)
-        while is_our_nspawn(pid, merged_dir(lab, h)):
-            time.sleep(0.05)
-    (host_dir(lab, h) / "nspawn.pid").unlink(missing_ok=True)
+    while running:
+        running = {h: pid for h, pid in running.items() if is_our_nspawn(pid, merged_dir(lab, h))}
+        time.sleep(0.05)
+    for h in hosts:
+        (host_dir(lab, h) / "nspawn.pid").unlink(missing_ok=True)
 
 
 def ssh_banner(address: str, timeout: float = 0.5) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +43,19 @@ def require_root() -> None:
             "以 root 运行，例如 sudo hipgate lab up。",
             "run it as root, e.g. sudo hipgate lab up.",
         )
+
+
+@contextlib.contextmanager
+def _host_lock() -> Iterator[None]:
+    """Serialise changes to this machine: two `lab up` at once must not pick the same subnet or
+    build the base twice (molecule scenarios and tests may run in parallel)."""
+    state_root().mkdir(parents=True, exist_ok=True)
+    with open(state_root() / "lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _state_file(name: str) -> Path:
@@ -174,55 +189,58 @@ def up(
 ) -> tuple[Lab, int]:
     """Bring a lab to ssh-ready; safe to repeat. Returns the lab and how many operations changed."""
     require_root()
-    existing = load(name)
-    if existing is not None:
-        wanted = [(n, tuple(g)) for n, g in specs]
-        have = [(h.name, h.groups) for h in existing.hosts]
-        if wanted != have:
-            raise fail(
-                f"lab {name}",
-                "同名实验环境已存在且主机不同。",
-                "a lab of that name exists with other hosts.",
-                f"先运行 hipgate lab down --name {name}，或换一个 --name。",
-                f"run hipgate lab down --name {name} first, or choose another --name.",
-            )
-        lab = existing
-    else:
-        lab = build_lab(name, _allocate_index(name), specs)
-    lab.directory.mkdir(parents=True, exist_ok=True)
-    # Record intent before creating anything, so `down` can clean up even a half-built lab.
-    rec = _Record(lab.name, lab.index, [(h.name, list(h.groups)) for h in lab.hosts])
-    _state_file(name).write_text(json.dumps(asdict(rec)))
-    _record_host_sysctls()
-    pubkey = artifacts.ensure_key(lab)
-    base = base_path()
-    mtu = _uplink_mtu()
+    with _host_lock():
+        existing = load(name)
+        if existing is not None:
+            wanted = [(n, tuple(g)) for n, g in specs]
+            have = [(h.name, h.groups) for h in existing.hosts]
+            if wanted != have:
+                raise fail(
+                    f"lab {name}",
+                    "同名实验环境已存在且主机不同。",
+                    "a lab of that name exists with other hosts.",
+                    f"先运行 hipgate lab down --name {name}，或换一个 --name。",
+                    f"run hipgate lab down --name {name} first, or choose another --name.",
+                )
+            lab = existing
+        else:
+            lab = build_lab(name, _allocate_index(name), specs)
+        lab.directory.mkdir(parents=True, exist_ok=True)
+        # Record intent before creating anything, so `down` can clean up even a half-built lab.
+        rec = _Record(lab.name, lab.index, [(h.name, list(h.groups)) for h in lab.hosts])
+        _state_file(name).write_text(json.dumps(asdict(rec)))
+        _record_host_sysctls()
+        pubkey = artifacts.ensure_key(lab)
+        base = base_path()
+        mtu = _uplink_mtu()
 
-    def build(state: State) -> int:
-        add = state.hipgate_add  # type: ignore[attr-defined]
-        for key, value in HOST_SYSCTLS.items():
-            add(f"sysctl {key}", server.sysctl, key=key, value=value)
-        add("base rootfs", ops.call, build_base, base, needed=not base.is_dir())
-        add("bridge", ops.bridge, lab.bridge, f"{lab.gateway}/24", mtu)
-        add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge)
-        for h in lab.hosts:
-            hdir = machine.host_dir(lab, h)
-            running = machine.running_pid(lab, h) is not None
-            add(
-                f"{h.name}: overlay",
-                ops.overlay,
-                str(base),
-                str(hdir / "upper"),
-                str(hdir / "work"),
-                str(hdir / "merged"),
-            )
-            add(f"{h.name}: files", ops.call, machine.prepare_files, lab, h, pubkey, needed=not running)
-            add(f"{h.name}: netns", ops.netns, h.netns)
-            add(f"{h.name}: veth", ops.veth, h.veth, h.netns, h.mac, f"{h.address}/24", lab.gateway, lab.bridge, mtu)
-            add(f"{h.name}: boot", ops.call, machine.start, lab, h, needed=not running)
-        return len(HOST_SYSCTLS) + 3 + 5 * len(lab.hosts)
+        def build(state: State) -> int:
+            add = state.hipgate_add  # type: ignore[attr-defined]
+            for key, value in HOST_SYSCTLS.items():
+                add(f"sysctl {key}", server.sysctl, key=key, value=value)
+            add("base rootfs", ops.call, build_base, base, needed=not base.is_dir())
+            add("bridge", ops.bridge, lab.bridge, f"{lab.gateway}/24", mtu)
+            add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge)
+            for h in lab.hosts:
+                hdir = machine.host_dir(lab, h)
+                running = machine.running_pid(lab, h) is not None
+                add(
+                    f"{h.name}: overlay",
+                    ops.overlay,
+                    str(base),
+                    str(hdir / "upper"),
+                    str(hdir / "work"),
+                    str(hdir / "merged"),
+                )
+                add(f"{h.name}: files", ops.call, machine.prepare_files, lab, h, pubkey, needed=not running)
+                add(f"{h.name}: netns", ops.netns, h.netns)
+                add(
+                    f"{h.name}: veth", ops.veth, h.veth, h.netns, h.mac, f"{h.address}/24", lab.gateway, lab.bridge, mtu
+                )
+                add(f"{h.name}: boot", ops.call, machine.start, lab, h, needed=not running)
+            return len(HOST_SYSCTLS) + 3 + 5 * len(lab.hosts)
 
-    changed = _run_deploy("up", build, progress)
+        changed = _run_deploy("up", build, progress)
     done = 0
 
     def ready(_: LabHost) -> None:
@@ -259,9 +277,16 @@ def down(name: str, progress: Progress | None = None) -> bool:
 
     def build(state: State) -> int:
         add = state.hipgate_add  # type: ignore[attr-defined]
+        add(
+            "stop hosts",
+            ops.call,
+            machine.stop_all,
+            lab,
+            lab.hosts,
+            needed=any(machine.read_pid(lab, h) is not None for h in lab.hosts),
+        )
         for h in lab.hosts:
             hdir = machine.host_dir(lab, h)
-            add(f"{h.name}: stop", ops.call, machine.stop, lab, h, needed=machine.read_pid(lab, h) is not None)
             add(f"{h.name}: veth", ops.veth, h.veth, h.netns, h.mac, "", "", lab.bridge, 0, present=False)
             add(f"{h.name}: netns", ops.netns, h.netns, present=False)
             add(
@@ -275,11 +300,13 @@ def down(name: str, progress: Progress | None = None) -> bool:
             )
         add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge, present=False)
         add("bridge", ops.bridge, lab.bridge, "", 0, present=False)
-        return 4 * len(lab.hosts) + 2
+        return 3 * len(lab.hosts) + 3
 
-    _run_deploy("down", build, progress)
-    shutil.rmtree(lab.directory)
-    _restore_host_sysctls()
+    artifacts.close_ssh_masters(lab)
+    with _host_lock():
+        _run_deploy("down", build, progress)
+        shutil.rmtree(lab.directory)
+        _restore_host_sysctls()
     return True
 
 
