@@ -185,15 +185,35 @@ def deploy(
 
 
 def _not_yet(what: str) -> None:
-    # Allowed by issue 2 until the conformance issue lands; says so instead of pretending.
+    # Allowed until the conformance issue (3) lands; says so instead of pretending.
     err.print(f"{what}: 尚未实现（见 issue 3）。/ not implemented yet (see issue 3).")
     raise typer.Exit(4)
 
 
 @app.command()
-def verify() -> None:
-    """合规检查（尚未实现）/ conformance checks (not yet)."""
-    _not_yet("hipgate verify")
+def verify(
+    inventory: Annotated[Path, typer.Option("-i", "--inventory", help="部署清单目录 / inventory directory")],
+    limit: Annotated[
+        str | None, typer.Option(help="仅检查这些主机（逗号分隔）/ only these hosts (comma-separated)")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="结果目录 / results directory")] = None,
+    policy: Annotated[Path | None, typer.Option(help="策略文件 / policy file")] = None,
+    workers: Annotated[int, typer.Option(help="并行数，0 为自动 / parallel workers, 0 = auto")] = 0,
+) -> None:
+    """按策略检查每台受管主机（SSH，并行），输出 JSON 与 JUnit / check every managed host against the policy."""
+    from hipgate.verify import run_verify
+
+    target = out_dir or project_root() / "artifacts" / "verify" / Path(inventory).resolve().name
+    hosts = [h for h in (limit or "").split(",") if h] or None
+    with err.status("检查中 / checking…"):
+        results, counts = run_verify(inventory, target, hosts, policy, workers)
+    out.print(
+        f"通过 {counts['pass']}，不符合 {counts['fail']}，豁免 {counts['waived']}。"
+        f" / passed {counts['pass']}, failed {counts['fail']}, waived {counts['waived']}."
+    )
+    out.print(f"  results: {results}\n  junit:   {results.parent / 'junit.xml'}")
+    # 3: the hosts do not conform (distinct from 2, bad input, and 1, internal error).
+    raise typer.Exit(3 if counts["fail"] else 0)
 
 
 @app.command()

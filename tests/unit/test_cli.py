@@ -75,11 +75,16 @@ def test_lab_rejects_bad_name() -> None:
     assert "--name" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_verify_and_report_say_not_yet() -> None:
-    for cmd in ("verify", "report"):
-        res = run(cmd)
-        assert res.returncode == 4
-        assert "not implemented yet" in res.stderr
+def test_report_says_not_yet() -> None:
+    res = run("report")
+    assert res.returncode == 4
+    assert "not implemented yet" in res.stderr
+
+
+def test_verify_rejects_bad_inventory(inventory: Path) -> None:
+    edit_yaml(inventory / "hosts.yml", lambda d: d["all"]["children"].pop("database"))
+    res = run("verify", "-i", str(inventory))
+    assert res.returncode == 2 and "all.children.database" in res.stderr
 
 
 def test_version() -> None:

@@ -115,7 +115,14 @@ def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
     """Role variables that differ in the lab: container limits and the simulated national platform."""
     return {
         # nspawn hosts lack CAP_SYS_TIME: chronyd tracks the offset without setting the clock.
-        "all/lab.yml": {"timesync_set_clock": False},
+        "all/lab.yml": {
+            "timesync_set_clock": False,
+            # The lab shares this machine's kernel: no audit support, /proc/sys read-only.
+            "baseline_auditd_start": False,
+            "baseline_apply_kernel_sysctls": False,
+            # Ansible reaches lab hosts from the bridge address, inside the lab subnet.
+            "baseline_ssh_allowed_networks": [str(lab.subnet)],
+        },
         # natplat stands in for the national platform's time service.
         "simulated_peers/lab.yml": {
             "timesync_ntp_servers": [],

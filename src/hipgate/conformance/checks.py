@@ -1,0 +1,393 @@
+"""Host checks named by policies/*.yml. Each check runs real commands on a host (testinfra) and
+returns whether the control holds, with every command and what it returned as evidence.
+
+Checks read the effective state (sshd -T, a login shell's ulimit, ss) rather than only config
+files, so a setting that does not take effect fails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_EVIDENCE_CHARS = 4000
+
+
+@dataclass
+class Evidence:
+    command: str
+    rc: int
+    output: str
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    zh: str
+    en: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+class Probe:
+    """Runs commands with sudo on one host and keeps what they returned."""
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.evidence: list[Evidence] = []
+
+    def run(self, command: str, sudo: bool = True) -> tuple[int, str]:
+        full = f"sudo -n sh -c {_quote(command)}" if sudo else command
+        res = self.host.run(full)
+        output = (res.stdout + res.stderr).strip()
+        self.evidence.append(
+            Evidence(command if sudo else f"(as login user) {command}", res.rc, output[:MAX_EVIDENCE_CHARS])
+        )
+        return res.rc, output
+
+    def outcome(self, ok: bool, zh: str, en: str) -> Outcome:
+        return Outcome(ok, zh, en, self.evidence)
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def _conf_values(text: str, sep: str = "=") -> dict[str, str]:
+    """key = value (or key value) lines, comments skipped; the last occurrence wins."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if sep in line:
+            key, _, value = line.partition(sep)
+        else:
+            key, _, value = line.partition(" ")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def _int(value: str | None, default: int = -1) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+Check = Callable[[Any, dict[str, Any]], Outcome]
+CHECKS: dict[str, Check] = {}
+
+
+def check(fn: Check) -> Check:
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+@check
+def password_complexity(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, conf = p.run("cat /etc/security/pwquality.conf /etc/security/pwquality.conf.d/*.conf 2>/dev/null")
+    rc_pam, _ = p.run("grep -E '^password\\s+\\S+\\s+pam_pwquality.so' /etc/pam.d/common-password")
+    values = _conf_values(conf)
+    minlen, minclass = _int(values.get("minlen")), _int(values.get("minclass"))
+    want_len, want_class = params["pwquality_minlen"], params["pwquality_minclass"]
+    ok = rc_pam == 0 and minlen >= want_len and minclass >= want_class
+    return p.outcome(
+        ok,
+        f"pam_pwquality {'已' if rc_pam == 0 else '未'}启用，minlen={minlen}（要求≥{want_len}），"
+        f"minclass={minclass}（要求≥{want_class}）",
+        f"pam_pwquality {'enabled' if rc_pam == 0 else 'not enabled'}, minlen={minlen} "
+        f"(need ≥{want_len}), minclass={minclass} (need ≥{want_class})",
+    )
+
+
+@check
+def password_ageing(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, defs = p.run("grep -E '^PASS_MAX_DAYS' /etc/login.defs")
+    # Accounts with a usable password and a maximum age above the limit (or none).
+    _, over = p.run(
+        f'awk -F: \'$2 !~ /^[!*]/ && $2 != "" && ($5 == "" || $5 > {params["pass_max_days"]})'
+        ' {print $1" max="$5}\' /etc/shadow'
+    )
+    max_days = _int(defs.split()[-1] if defs.split() else None)
+    ok = 0 < max_days <= params["pass_max_days"] and not over
+    return p.outcome(
+        ok,
+        f"PASS_MAX_DAYS={max_days}（要求≤{params['pass_max_days']}）；超期账户：{over or '无'}",
+        f"PASS_MAX_DAYS={max_days} (need ≤{params['pass_max_days']}); accounts over: {over or 'none'}",
+    )
+
+
+@check
+def no_empty_passwords(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, empty = p.run("awk -F: '$2 == \"\" {print $1}' /etc/shadow")
+    return p.outcome(not empty, f"空口令账户：{empty or '无'}", f"accounts with an empty password: {empty or 'none'}")
+
+
+@check
+def unique_uids(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, dup = p.run("cut -d: -f3 /etc/passwd | sort | uniq -d", sudo=False)
+    return p.outcome(not dup, f"重复的 UID：{dup or '无'}", f"duplicate UIDs: {dup or 'none'}")
+
+
+@check
+def login_failure_lockout(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    rc_pam, _ = p.run("grep -E '^auth\\s+\\S+.*pam_faillock.so' /etc/pam.d/common-auth")
+    _, conf = p.run("cat /etc/security/faillock.conf")
+    values = _conf_values(conf)
+    deny, unlock = _int(values.get("deny")), _int(values.get("unlock_time"))
+    ok = (
+        rc_pam == 0
+        and 0 < deny <= params["faillock_deny"]
+        and (unlock == 0 or unlock >= params["faillock_unlock_time"])
+    )
+    return p.outcome(
+        ok,
+        f"pam_faillock {'已' if rc_pam == 0 else '未'}启用，deny={deny}，unlock_time={unlock}",
+        f"pam_faillock {'enabled' if rc_pam == 0 else 'not enabled'}, deny={deny}, unlock_time={unlock}",
+    )
+
+
+@check
+def idle_timeout(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    # What a real login shell gets, and whether the user can unset it.
+    _, out = p.run("bash -l -c 'echo TMOUT=${TMOUT:-unset}; readonly -p | grep -c \" TMOUT=\" || true'", sudo=False)
+    lines = out.splitlines()
+    tmout = _int(lines[0].split("=", 1)[1] if lines and "=" in lines[0] else None)
+    readonly = len(lines) > 1 and lines[-1].strip() == "1"
+    limit = params["idle_timeout_seconds"]
+    ok = 0 < tmout <= limit and readonly
+    return p.outcome(
+        ok,
+        f"登录 shell 的 TMOUT={tmout}（要求 1–{limit}），只读={readonly}",
+        f"login shell TMOUT={tmout} (need 1–{limit}), read-only={readonly}",
+    )
+
+
+WEAK_SSH = re.compile(
+    r"(-cbc\b|3des|arcfour|hmac-md5|hmac-sha1\b|hmac-sha1-|umac-64|diffie-hellman-group1-|"
+    r"diffie-hellman-group14-sha1|diffie-hellman-group-exchange-sha1)"
+)
+
+
+def _sshd_effective(p: Probe) -> dict[str, str]:
+    _, out = p.run(
+        "sshd -T -C user=root,host=localhost,addr=127.0.0.1 2>&1 | grep -E "
+        "'^(ciphers|macs|kexalgorithms|permitrootlogin|permitemptypasswords|passwordauthentication) '"
+    )
+    return {k: v for k, _, v in (line.partition(" ") for line in out.splitlines())}
+
+
+@check
+def ssh_strong_crypto(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    eff = _sshd_effective(p)
+    weak = sorted(
+        {m.group(0) for key in ("ciphers", "macs", "kexalgorithms") for m in WEAK_SSH.finditer(eff.get(key, ""))}
+    )
+    ok = bool(eff.get("ciphers")) and not weak
+    return p.outcome(
+        ok,
+        f"sshd 生效配置中的弱算法：{', '.join(weak) or '无'}",
+        f"weak algorithms in sshd's effective configuration: {', '.join(weak) or 'none'}",
+    )
+
+
+@check
+def root_ssh_login_disabled(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    eff = _sshd_effective(p)
+    value = eff.get("permitrootlogin", "unknown")
+    return p.outcome(value == "no", f"PermitRootLogin={value}（要求 no）", f"PermitRootLogin={value} (need no)")
+
+
+SENSITIVE_FILES = {
+    # path: highest permitted mode bits
+    "/etc/shadow": 0o640,
+    "/etc/gshadow": 0o640,
+    "/etc/passwd": 0o644,
+    "/etc/group": 0o644,
+    "/etc/ssh/sshd_config": 0o600,
+    "/etc/sudoers": 0o440,
+}
+
+
+@check
+def sensitive_file_permissions(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, out = p.run("stat -c '%n %a %U' " + " ".join(SENSITIVE_FILES))
+    bad = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[0] not in SENSITIVE_FILES:
+            continue
+        mode = int(parts[1], 8)
+        if mode & ~SENSITIVE_FILES[parts[0]] or parts[2] != "root":
+            bad.append(f"{parts[0]} {parts[1]} {parts[2]}")
+    seen = sum(1 for line in out.splitlines() if line.split()[:1] and line.split()[0] in SENSITIVE_FILES)
+    ok = not bad and seen == len(SENSITIVE_FILES)
+    return p.outcome(
+        ok,
+        f"权限过宽或属主错误：{'; '.join(bad) or '无'}（检查 {seen}/{len(SENSITIVE_FILES)} 个文件）",
+        f"too open or wrong owner: {'; '.join(bad) or 'none'} ({seen}/{len(SENSITIVE_FILES)} files checked)",
+    )
+
+
+AUDIT_KEYS = ("identity", "privileged", "logins", "time-change", "audit-config")
+
+
+def _audit_rules(p: Probe) -> str:
+    return p.run("cat /etc/audit/rules.d/*.rules 2>/dev/null")[1]
+
+
+@check
+def audit_rules_configured(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    rc_pkg, _ = p.run("dpkg-query -W -f='${Status}' auditd 2>/dev/null | grep -q 'install ok installed'")
+    rules = _audit_rules(p)
+    missing = [k for k in AUDIT_KEYS if not re.search(rf"-k {re.escape(k)}\b", rules)]
+    ok = rc_pkg == 0 and not missing
+    return p.outcome(
+        ok,
+        f"auditd {'已' if rc_pkg == 0 else '未'}安装；缺少的审计规则：{', '.join(missing) or '无'}",
+        f"auditd {'installed' if rc_pkg == 0 else 'not installed'}; missing audit rules: "
+        f"{', '.join(missing) or 'none'}",
+    )
+
+
+@check
+def audit_rules_immutable(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    rules = [ln.strip() for ln in _audit_rules(p).splitlines() if ln.strip() and not ln.startswith("#")]
+    # augenrules concatenates rules.d in order: -e 2 must be the last rule to lock everything before it.
+    ok = bool(rules) and rules[-1] == "-e 2"
+    return p.outcome(
+        ok,
+        f"最后一条审计规则：{rules[-1] if rules else '无'}（要求 -e 2）",
+        f"last audit rule: {rules[-1] if rules else 'none'} (need -e 2)",
+    )
+
+
+@check
+def auditd_running(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, active = p.run("systemctl is-active auditd")
+    _, status = p.run("auditctl -s 2>&1 | head -3")
+    ok = active.strip() == "active" and "enabled 2" in status
+    return p.outcome(
+        ok,
+        f"auditd 状态 {active.strip()}；内核审计：{status.splitlines()[0] if status else '无'}",
+        f"auditd is {active.strip()}; kernel audit: {status.splitlines()[0] if status else 'none'}",
+    )
+
+
+@check
+def time_synchronised(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, out = p.run("chronyc -n tracking")
+    values = _conf_values(out, ":")
+    leap, ref = values.get("Leap status", "unknown"), values.get("Reference ID", "")
+    ok = leap == "Normal" and not ref.startswith("00000000") and not ref.startswith("7F7F0101")
+    return p.outcome(ok, f"同步状态 {leap}，参考源 {ref or '无'}", f"leap status {leap}, reference {ref or 'none'}")
+
+
+FORBIDDEN_PACKAGES = (
+    "telnetd",
+    "inetutils-telnetd",
+    "telnetd-ssl",
+    "rsh-server",
+    "rsh-redone-server",
+    "nis",
+    "tftpd",
+    "tftpd-hpa",
+    "atftpd",
+    "vsftpd",
+    "proftpd-basic",
+    "pure-ftpd",
+    "talkd",
+    "inetutils-talkd",
+    "xinetd",
+    "openbsd-inetd",
+    "inetutils-inetd",
+)
+
+
+@check
+def forbidden_packages_absent(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, out = p.run(
+        "dpkg-query -W -f='${Package} ${Status}\\n' "
+        + " ".join(FORBIDDEN_PACKAGES)
+        + " 2>/dev/null | awk '/install ok installed/ {print $1}'",
+        sudo=False,
+    )
+    found = out.split()
+    return p.outcome(
+        not found,
+        f"已安装的高危服务软件包：{', '.join(found) or '无'}",
+        f"high-risk service packages installed: {', '.join(found) or 'none'}",
+    )
+
+
+@check
+def no_cleartext_listeners(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, out = p.run("ss -Htulnp")
+    ports = set(params["cleartext_ports"])
+    bad = []
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) < 5:
+            continue
+        addr, _, port = cols[4].rpartition(":")
+        if _int(port) in ports and not addr.strip("[]").startswith(("127.", "::1")):
+            bad.append(f"{cols[0]} {cols[4]} {' '.join(cols[6:])}".strip())
+    return p.outcome(
+        not bad,
+        f"非回环地址上的明文协议监听：{'; '.join(bad) or '无'}",
+        f"cleartext-protocol listeners on non-loopback addresses: {'; '.join(bad) or 'none'}",
+    )
+
+
+@check
+def firewall_default_deny(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, enabled = p.run("systemctl is-enabled nftables")
+    _, chains = p.run("nft list chains")
+    # Every base chain hooked on input must drop by default.
+    inputs = [ln.strip() for ln in chains.splitlines() if "hook input" in ln]
+    ok = enabled.strip() == "enabled" and bool(inputs) and all("policy drop" in ln for ln in inputs)
+    return p.outcome(
+        ok,
+        f"nftables 开机启用={enabled.strip()}；input 基础链：{'; '.join(inputs) or '无'}",
+        f"nftables enabled at boot={enabled.strip()}; input base chains: {'; '.join(inputs) or 'none'}",
+    )
+
+
+@check
+def core_dumps_disabled(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    # pam_limits' configuration: sudo and Ansible change the limit of their own sessions, so reading
+    # `ulimit` here would not show what a user's login gets.
+    _, limit_line = p.run(
+        "grep -hE '^[[:space:]]*[*][[:space:]]+hard[[:space:]]+core[[:space:]]+0([[:space:]]|$)' "
+        "/etc/security/limits.conf /etc/security/limits.d/*.conf 2>/dev/null | tail -1"
+    )
+    limit = "0" if limit_line.strip() else "unlimited"
+    _, storage = p.run("systemd-analyze cat-config systemd/coredump.conf 2>/dev/null | grep -E '^Storage=' | tail -1")
+    _, sysctl = p.run("cat /etc/sysctl.d/*.conf 2>/dev/null | grep -E '^fs.suid_dumpable' | tail -1")
+    ok = limit.strip() == "0" and storage.strip() == "Storage=none" and sysctl.replace(" ", "") == "fs.suid_dumpable=0"
+    return p.outcome(
+        ok,
+        f"登录会话 core 硬限制={limit.strip()}，systemd-coredump {storage.strip() or '未设置'}，"
+        f"{sysctl or 'fs.suid_dumpable 未持久化'}",
+        f"login session hard core limit={limit.strip()}, systemd-coredump {storage.strip() or 'unset'}, "
+        f"{sysctl or 'fs.suid_dumpable not persisted'}",
+    )
