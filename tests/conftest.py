@@ -1,37 +1,20 @@
-"""Shared fixtures: the project root and a scratch copy of the example inventory."""
+"""Shared fixtures and the rule that skips lab tests where the lab cannot run."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "inventories" / "example-province"
-
-
-def copy_example(dest: Path) -> Path:
-    target = dest / "province"
-    shutil.copytree(EXAMPLE, target)
-    return target
+from helpers import copy_example
 
 
 @pytest.fixture
 def inventory(tmp_path: Path) -> Path:
     """A writable copy of the documented example inventory (valid as shipped)."""
     return copy_example(tmp_path)
-
-
-def edit_yaml(path: Path, change: Callable[[Any], object]) -> None:
-    """Load a YAML file, let `change` mutate it in place (its return value is ignored), write it back."""
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    change(doc)
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, edit_yaml
+from helpers import ROOT, edit_yaml
 from hipgate import cli
 
 HIPGATE = str(Path(sys.executable).parent / "hipgate")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import edit_yaml
+from helpers import edit_yaml
 from hipgate.errors import Problem, UserError
 from hipgate.inventory.load import load_inventory
 

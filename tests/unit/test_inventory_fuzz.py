@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import EXAMPLE
+from helpers import EXAMPLE
 from hipgate.errors import UserError
 from hipgate.inventory.load import load_inventory
 
