@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from hipgate.conformance.checks import CHECKS
 from hipgate.inventory.load import load_inventory
 from hipgate.lab.topology import LAB_SUPERNET, REFERENCE_HOSTS
+from hipgate.verify import run_verify
 
 HIPGATE = str(Path(sys.executable).parent / "hipgate")
 LAB = "t-reference"
@@ -138,10 +142,34 @@ def test_generated_inventory_is_valid(lab: dict) -> None:
 
 
 def test_second_up_changes_nothing(lab: dict) -> None:
-    assert " 0 operations changed" not in lab["first_up"] or "9 hosts" in lab["first_up"]
+    # The fixture brought the lab up from nothing, so that first run had work to do.
+    assert " 0 operations changed" not in lab["first_up"], lab["first_up"]
     again = hipgate("lab", "up", "--name", LAB)
     assert "9 hosts" in again.stdout and " 0 operations changed" in again.stdout, again.stdout
     assert [h["pid"] for h in status()["hosts"]] == [h["pid"] for h in lab["hosts"]]
+
+
+def test_verify_on_bare_hosts_fails_with_evidence_and_honours_waiver_expiry(lab: dict, tmp_path: Path) -> None:
+    # The lab-scoped waivers apply to an inventory directory named `lab`.
+    inv = tmp_path / "lab"
+    shutil.copytree(Path(lab["ssh_config"]).with_name("inventory"), inv)
+    results, counts = run_verify(inv, tmp_path / "live", limit=["frontend"], today=datetime.date(2026, 11, 22))
+    doc = json.loads(results.read_text(encoding="utf-8"))
+    assert (results.parent / "junit.xml").is_file()
+    status = {r["check"]: r["status"] for r in doc["results"]}
+    assert set(status) == set(CHECKS)  # every check of the policy ran on the host
+    # Nothing hardened yet: e.g. root may log in over ssh, and the evidence shows sshd's answer.
+    assert status["root_ssh_login_disabled"] == "fail"
+    root = next(r for r in doc["results"] if r["check"] == "root_ssh_login_disabled")
+    assert "permitrootlogin" in root["evidence"][0]["output"]
+    # The lab waiver covers control 8.1.4.3-d, so both of its failing checks are waived, nothing else.
+    assert {c for c, st in status.items() if st == "waived"} == {"auditd_running", "audit_rules_immutable"}
+    assert counts["waived"] == 2
+    # The same waiver after its expiry date no longer hides the failure.
+    results, counts = run_verify(inv, tmp_path / "expired", limit=["frontend"], today=datetime.date(2027, 7, 1))
+    later = {r["check"]: r for r in json.loads(results.read_text(encoding="utf-8"))["results"]}
+    assert later["auditd_running"]["status"] == "fail" and later["auditd_running"]["waiver"]["expired"]
+    assert counts["waived"] == 0
 
 
 def test_down_leaves_nothing(lab: dict) -> None:
