@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,3 +25,22 @@ def edit_yaml(path: Path, change: Callable[[Any], object]) -> None:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     change(doc)
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+def browser_render(page: Path, png: Path, width: int = 1400, height: int = 2400) -> str:
+    """Open a local page in headless Chromium as an auditor's browser would: save a screenshot to
+    `png` and return the DOM after parsing (what the browser understood, not the file's text)."""
+    base = [
+        shutil.which("chromium") or "chromium",
+        "--headless",
+        "--no-sandbox",  # running as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--no-first-run",
+        f"--user-data-dir={png.parent / 'chromium-profile'}",
+        f"--window-size={width},{height}",
+    ]
+    subprocess.run([*base, f"--screenshot={png}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    return dom.stdout

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hipgate import __version__
-from hipgate.errors import UserError
+from hipgate.errors import UserError, fail
 from hipgate.inventory import load_inventory
 from hipgate.paths import project_root
 
@@ -184,12 +184,6 @@ def deploy(
     out.print("部署完成。/ Deployment finished.")
 
 
-def _not_yet(what: str) -> None:
-    # Allowed until the conformance issue (3) lands; says so instead of pretending.
-    err.print(f"{what}: 尚未实现（见 issue 3）。/ not implemented yet (see issue 3).")
-    raise typer.Exit(4)
-
-
 @app.command()
 def verify(
     inventory: Annotated[Path, typer.Option("-i", "--inventory", help="部署清单目录 / inventory directory")],
@@ -217,9 +211,39 @@ def verify(
 
 
 @app.command()
-def report() -> None:
-    """审计报告（尚未实现）/ auditor report (not yet)."""
-    _not_yet("hipgate report")
+def report(
+    inventory: Annotated[
+        Path | None, typer.Option("-i", "--inventory", help="清单目录（读取其最近一次检查结果）/ inventory directory")
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="hipgate verify 写出的 results.json / results.json from hipgate verify")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="报告目录 / report directory")] = None,
+) -> None:
+    """生成审计报告（HTML、JSON、JUnit）/ write the auditor report (HTML, JSON, JUnit) from verify results."""
+    from hipgate.report.write import write_report
+
+    if (inventory is None) == (results is None):
+        raise fail(
+            "hipgate report",
+            "需要 -i 清单目录 或 --results 文件，二者选一。",
+            "give either -i INVENTORY or --results FILE, exactly one.",
+            "例如：hipgate report -i inventories/lab",
+            "for example: hipgate report -i inventories/lab",
+        )
+    if results is not None:
+        source, name = results, results.resolve().parent.name
+    else:
+        name = Path(str(inventory)).resolve().name
+        source = project_root() / "artifacts" / "verify" / name / "results.json"
+    target = out_dir or project_root() / "artifacts" / "report" / name
+    rep = write_report(source, target)
+    verdict = {"pass": "全部符合 / all pass", "waived": "符合（含豁免）/ conformant with waivers"}.get(
+        rep.status, "不符合或不完整 / non-conformant or incomplete"
+    )
+    out.print(f"结论 / verdict: {verdict}")
+    out.print(f"  html:  {target / 'report.html'}\n  json:  {target / 'report.json'}\n  junit: {target / 'junit.xml'}")
+    out.print(f"  sha256(results.json): {rep.sha256}")
 
 
 @app.command()

@@ -7,14 +7,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from hipgate import __version__
 from hipgate.conformance.results import collect
 from hipgate.conformance.targets import managed_hosts
 from hipgate.errors import fail
-from hipgate.inventory.load import load_inventory
+from hipgate.inventory.load import Inventory, load_inventory
 from hipgate.paths import project_root
-from hipgate.policy.load import load_policy
+from hipgate.policy.load import Policy, load_policy
 
 
 def run_verify(
@@ -77,15 +78,33 @@ def run_verify(
             "make sure the hosts answer over SSH.",
             exit_code=1,
         )
+    finished = datetime.datetime.now(datetime.UTC)
+    doc = results_document(policy, inv, hosts, records, started, finished, today or datetime.date.today())
+    path = out_dir / "results.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path, doc["counts"]
+
+
+def results_document(
+    policy: Policy,
+    inv: Inventory,
+    hosts: list[str],
+    records: list[dict[str, Any]],
+    started: datetime.datetime,
+    finished: datetime.datetime,
+    today: datetime.date,
+) -> dict[str, Any]:
+    """results.json: the policy as it was applied, and every (control, check, host) record."""
     counts = {s: sum(1 for r in records if r["status"] == s) for s in ("pass", "fail", "waived")}
-    doc = {
+    return {
         "hipgate_version": __version__,
         "policy": {"id": policy.id, "version": policy.version, "standard": policy.standard, "file": str(policy.path)},
         "inventory": str(inv.path),
         "province": inv.settings.get("province", ""),
         "hosts": hosts,
+        "waivers_evaluated_on": today.isoformat(),
         "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
         "counts": counts,
         "controls": [
             {
@@ -103,11 +122,19 @@ def run_verify(
                 "check_only": c.check_only,
                 "checks": list(c.checks),
                 "parameters": c.parameters,
+                "waivers": [
+                    {
+                        "hosts": list(w.hosts),
+                        "scope": w.scope,
+                        "justification_zh": w.justification_zh,
+                        "justification_en": w.justification_en,
+                        "approver": w.approver,
+                        "expires": w.expires.isoformat(),
+                    }
+                    for w in c.waivers
+                ],
             }
             for c in policy.controls
         ],
         "results": records,
     }
-    path = out_dir / "results.json"
-    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
-    return path, counts

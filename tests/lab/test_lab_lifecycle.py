@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import browser_render
 from hipgate.conformance.checks import CHECKS
 from hipgate.inventory.load import load_inventory
 from hipgate.lab.topology import LAB_SUPERNET, REFERENCE_HOSTS
@@ -165,6 +167,12 @@ def test_verify_on_bare_hosts_fails_with_evidence_and_honours_waiver_expiry(lab:
     # The lab waiver covers control 8.1.4.3-d, so both of its failing checks are waived, nothing else.
     assert {c for c, st in status.items() if st == "waived"} == {"auditd_running", "audit_rules_immutable"}
     assert counts["waived"] == 2
+    # The auditor report of that run, as a browser shows it: the failing cell links to sshd's answer.
+    hipgate("report", "--results", str(results), "--out", str(tmp_path / "report"))
+    dom = browser_render(tmp_path / "report" / "report.html", tmp_path / "report.png")
+    root_cell = f'class="cell fail" data-control="{root["control"]}" data-host="frontend"'
+    assert root_cell in dom and "permitrootlogin" in dom
+    assert hashlib.sha256(results.read_bytes()).hexdigest() in dom
     # The same waiver after its expiry date no longer hides the failure.
     results, counts = run_verify(inv, tmp_path / "expired", limit=["frontend"], today=datetime.date(2027, 7, 1))
     later = {r["check"]: r for r in json.loads(results.read_text(encoding="utf-8"))["results"]}

@@ -75,10 +75,12 @@ def test_lab_rejects_bad_name() -> None:
     assert "--name" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_report_says_not_yet() -> None:
+def test_report_needs_one_source(tmp_path: Path) -> None:
     res = run("report")
-    assert res.returncode == 4
-    assert "not implemented yet" in res.stderr
+    assert res.returncode == 2 and "-i INVENTORY or --results" in res.stderr
+    res = run("report", "--results", str(tmp_path / "results.json"), "--out", str(tmp_path / "r"))
+    assert res.returncode == 2 and "results.json" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_verify_rejects_bad_inventory(inventory: Path) -> None:

@@ -1,0 +1,1 @@
+"""`hipgate report`: the auditor report (HTML, JSON, JUnit) built from `hipgate verify` results."""

@@ -1,0 +1,184 @@
+"""The auditor report from verify results: matrix, waivers, digest, escaping, offline, bad input."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from markupsafe import escape as html_escape
+
+from helpers import ROOT, browser_render, copy_example
+from hipgate.conformance.checks import Evidence, Outcome
+from hipgate.conformance.results import evaluate
+from hipgate.errors import UserError
+from hipgate.inventory.load import load_inventory
+from hipgate.policy.load import load_policy
+from hipgate.report.model import build
+from hipgate.report.write import write_report
+from hipgate.verify import results_document
+
+HOSTS = ["frontend", "database"]
+HOSTILE = "<script>alert('x')</script> & <img src=http://example.invalid/x.png>"
+NOW = datetime.datetime(2026, 11, 22, 8, 0, tzinfo=datetime.UTC)
+
+
+def results_file(
+    tmp_path: Path, outcomes: dict[tuple[str, str], Outcome], skip: set[tuple[str, str]] = frozenset()
+) -> Path:
+    """results.json as verify writes it, from the real policy and evaluate(); every check passes
+    unless `outcomes` says otherwise for a (check, host); `skip` leaves a (check, host) unreported."""
+    policy = load_policy()
+    inv = load_inventory(copy_example(tmp_path))
+    today = datetime.date(2026, 11, 22)
+    records = [
+        evaluate(
+            c,
+            check,
+            host,
+            outcomes.get((check, host), Outcome(True, "符合", "ok", [Evidence("echo ok", 0, "ok")])),
+            inv.path.name,
+            today,
+        )
+        for c in policy.controls
+        for check in c.checks
+        for host in HOSTS
+        if (check, host) not in skip
+    ]
+    doc = results_document(policy, inv, HOSTS, records, NOW, NOW, today)
+    path = tmp_path / "verify" / "results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def control_of(check: str) -> str:
+    return next(c.id for c in load_policy().controls if check in c.checks)
+
+
+def test_all_pass_report_has_every_cell_and_the_digest_of_the_data(tmp_path: Path) -> None:
+    src = results_file(tmp_path, {})
+    rep = write_report(src, tmp_path / "out", NOW)
+    assert rep.status == "pass"
+    assert rep.counts["pass"] == len(load_policy().controls) * len(HOSTS)
+    copied = tmp_path / "out" / "results.json"
+    assert copied.read_bytes() == src.read_bytes()
+    assert rep.sha256 == hashlib.sha256(copied.read_bytes()).hexdigest()
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert rep.sha256 in html and "hipgate-gbt22239-level3" in html and "2026-11-22T08:00:00+00:00" in html
+    summary = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert summary["results_sha256"] == rep.sha256 and summary["status"] == "pass"
+    assert {s["section"] for s in summary["sections"]} == {c.section for c in load_policy().controls}
+
+
+def test_failing_check_makes_its_cell_section_and_verdict_fail(tmp_path: Path) -> None:
+    bad = Outcome(False, "允许 root 登录", "root may log in", [Evidence("sshd -T", 0, "permitrootlogin yes")])
+    rep = write_report(results_file(tmp_path, {("root_ssh_login_disabled", "database"): bad}), tmp_path / "o", NOW)
+    cid = control_of("root_ssh_login_disabled")
+    assert rep.cells[(cid, "database")].status == "fail"
+    assert rep.cells[(cid, "frontend")].status == "pass"
+    assert rep.status == "fail" and rep.counts["fail"] == 1
+    section = next(s for s in rep.sections if any(c["id"] == cid for c in s.controls))
+    assert section.status == "fail"
+    junit = ET.parse(tmp_path / "o" / "junit.xml").getroot()
+    cases = junit.findall(".//testcase")
+    assert len(cases) == len(load_policy().controls) * len(HOSTS)
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert [(c.get("classname"), c.get("name")) for c in failed] == [(cid, "database")]
+    assert "permitrootlogin yes" in failed[0].findtext("system-out")
+
+
+def test_waived_and_unreported_checks_are_shown_as_such(tmp_path: Path) -> None:
+    # The lab waiver of 8.1.4.3-d is scoped to inventories named `lab`: use a policy-less path by
+    # failing a check whose control has no waiver, and leave another check unreported.
+    missing = ("unique_uids", "frontend")
+    rep = write_report(results_file(tmp_path, {}, skip={missing}), tmp_path / "o", NOW)
+    cell = rep.cells[(control_of("unique_uids"), "frontend")]
+    assert cell.status == "missing" and rep.status == "missing"
+    junit = ET.parse(tmp_path / "o" / "junit.xml").getroot()
+    assert junit.find(f".//testcase[@classname='{cell.control}'][@name='frontend']/failure") is not None
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    waiver = next(c for c in load_policy().controls if c.waivers).waivers[0]
+    assert str(html_escape(waiver.justification_en)) in html and waiver.expires.isoformat() in html
+
+
+def test_waiver_in_results_is_reported_as_waived(tmp_path: Path) -> None:
+    src = results_file(tmp_path, {})
+    doc = json.loads(src.read_text(encoding="utf-8"))
+    rec = next(r for r in doc["results"] if r["host"] == "frontend" and r["check"] == "auditd_running")
+    rec["status"] = "waived"
+    rec["waiver"] = {
+        "approver": "安全负责人",
+        "expires": "2027-01-31",
+        "expired": False,
+        "justification_zh": "待更换硬件",
+        "justification_en": "hardware pending replacement",
+    }
+    src.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    rep = write_report(src, tmp_path / "o", NOW)
+    assert rep.cells[(rec["control"], "frontend")].status == "waived" and rep.status == "waived"
+    skipped = ET.parse(tmp_path / "o" / "junit.xml").getroot().find(".//skipped")
+    assert skipped is not None and "2027-01-31" in skipped.get("message", "")
+
+
+def test_evidence_is_escaped_and_the_page_loads_nothing_from_outside(tmp_path: Path) -> None:
+    bad = Outcome(False, HOSTILE, HOSTILE, [Evidence(f"echo {HOSTILE}", 1, HOSTILE)])
+    write_report(results_file(tmp_path, {("unique_uids", "frontend"): bad}), tmp_path / "o", NOW)
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(" in html
+    # No external asset of any kind: scripts, styles, images, fonts, imports.
+    assert not re.search(r"<(script|link|img|iframe|object|embed)\b", html)
+    assert not re.search(r"@import|url\(", html)
+    tags = re.findall(r"<[a-zA-Z][^>]*>", html)
+    assert not [t for t in tags if re.search(r"\ssrc=", t)]
+    assert {h[0] for t in tags for h in re.findall(r'\shref="([^"]*)"', t)} == {"#"}
+
+
+def test_report_renders_in_a_browser_with_the_matrix(tmp_path: Path) -> None:
+    bad = Outcome(False, "空口令", "empty password", [Evidence("awk", 0, "hgempty")])
+    rep = write_report(results_file(tmp_path, {("no_empty_passwords", "database"): bad}), tmp_path / "o", NOW)
+    dom = browser_render(tmp_path / "o" / "report.html", tmp_path / "shot.png")
+    cells = re.findall(r'<td class="cell (\w+)" data-control="([^"]+)" data-host="([^"]+)"', dom)
+    assert len(cells) == len(rep.controls) * len(HOSTS)
+    assert [(c, h) for s, c, h in cells if s == "fail"] == [(control_of("no_empty_passwords"), "database")]
+    assert rep.sha256 in dom
+    png = (tmp_path / "shot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # a blank page is a few kB
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda d: d["results"][0].update(status="maybe"), "results.[0].status"),
+        (lambda d: d.pop("hosts"), "hosts"),
+        (lambda d: d["results"][3].update(control="GBT22239-9.9.9-z"), "results.[3]"),
+        (lambda d: d["controls"][0].update(severity="urgent"), "controls.[0].severity"),
+    ],
+)
+def test_bad_results_name_the_field(tmp_path: Path, change: Any, where: str) -> None:
+    src = results_file(tmp_path, {})
+    doc = json.loads(src.read_text(encoding="utf-8"))
+    change(doc)
+    src.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(UserError) as exc:
+        build(src)
+    assert where in str(exc.value) and "Fix:" in str(exc.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_and_malformed_results(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="run hipgate verify"):
+        build(tmp_path / "nope.json")
+    (tmp_path / "r.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(UserError, match="not valid JSON"):
+        build(tmp_path / "r.json")
+
+
+def test_template_is_packaged() -> None:
+    assert (ROOT / "src" / "hipgate" / "report" / "templates" / "report.html.j2").is_file()
