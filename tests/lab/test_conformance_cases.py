@@ -26,8 +26,10 @@ LAB_DIR = Path(os.environ.get("HIPGATE_STATE", "/var/lib/hipgate")) / "labs" / L
 
 
 def backup(path: str, change: str) -> tuple[str, str]:
-    """Break by editing a file after saving it; undo by putting it back."""
-    return f"cp -a {path} {path}.hgcase && {change}", f"mv {path}.hgcase {path}"
+    """Break by editing a file after saving it (outside its directory: include dirs read every file);
+    undo by putting it back."""
+    saved = "/root/hgcase-" + path.strip("/").replace("/", "_")
+    return f"cp -a {path} {saved} && {change}", f"mv {saved} {path}"
 
 
 WAIT_SYNC = "for i in $(seq 60); do chronyc -n tracking | grep -q 'Leap status     : Normal' && break; sleep 1; done"
@@ -75,6 +77,30 @@ FAIL_CASES: dict[str, tuple[str, str]] = {
     "firewall_default_deny": (
         "nft 'chain inet hipgate_baseline input { policy accept; }'",
         "nft -f /etc/nftables.conf",
+    ),
+    "su_restricted": backup(
+        "/etc/pam.d/su", "sed -i 's/^auth[[:space:]]*required[[:space:]]*pam_wheel.so/# &/' /etc/pam.d/su"
+    ),
+    "sudo_restricted": (
+        "echo 'hgnp ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/hgcase && chmod 0440 /etc/sudoers.d/hgcase",
+        "rm /etc/sudoers.d/hgcase",
+    ),
+    "admin_roles_separated": ("usermod -aG secadm ops-admin", "gpasswd -d ops-admin secadm >/dev/null"),
+    # Forwarding in clear to the collector instead of over TLS.
+    "log_forwarding_tls": (
+        "cp -a /etc/rsyslog.d/60-hipgate-remote.conf /root/hgcase-remote.conf && "
+        "echo '*.* @@timesrc:514' > /etc/rsyslog.d/60-hipgate-remote.conf && systemctl restart rsyslog",
+        "mv /root/hgcase-remote.conf /etc/rsyslog.d/60-hipgate-remote.conf && systemctl restart rsyslog",
+    ),
+    "log_retention": backup("/etc/logrotate.d/rsyslog", "sed -i 's/rotate [0-9]*/rotate 4/' /etc/logrotate.d/rsyslog"),
+    "audit_log_protected": backup(
+        "/etc/audit/auditd.conf",
+        "sed -i 's/^max_log_file_action.*/max_log_file_action = ROTATE/' /etc/audit/auditd.conf",
+    ),
+    "minimal_installation": ("systemctl set-default graphical.target", "systemctl set-default multi-user.target"),
+    "tmp_cleaned": (
+        "mv /etc/tmpfiles.d/hipgate-tmp.conf /root/hgcase-tmp.conf",
+        "mv /root/hgcase-tmp.conf /etc/tmpfiles.d/hipgate-tmp.conf",
     ),
     "core_dumps_disabled": (
         "mv /etc/systemd/coredump.conf.d/hipgate.conf /root/hgcase-coredump.conf",

@@ -391,3 +391,235 @@ def core_dumps_disabled(host: Any, params: dict[str, Any]) -> Outcome:
         f"login session hard core limit={limit.strip()}, systemd-coredump {storage.strip() or 'unset'}, "
         f"{sysctl or 'fs.suid_dumpable not persisted'}",
     )
+
+
+@check
+def su_restricted(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, line = p.run("grep -E '^[[:space:]]*auth[[:space:]]+required[[:space:]]+pam_wheel.so' /etc/pam.d/su")
+    ok = "use_uid" in line
+    return p.outcome(
+        ok,
+        f"su 的 pam_wheel 限制：{line or '未启用'}",
+        f"pam_wheel restriction of su: {line or 'not enabled'}",
+    )
+
+
+def _sudoers_lines(p: Probe) -> list[str]:
+    _, text = p.run("cat /etc/sudoers /etc/sudoers.d/* 2>/dev/null")
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+@check
+def sudo_restricted(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    lines = _sudoers_lines(p)
+    # The automation account this check logs in with needs NOPASSWD; it is allowed only while it
+    # cannot log in with a password at all (key-only, password locked).
+    _, me = p.run("id -un", sudo=False)
+    _, pw = p.run(f"passwd -S {me.strip()}")
+    me_locked = len(pw.split()) > 1 and pw.split()[1] == "L"
+    nopasswd = [ln for ln in lines if "NOPASSWD" in ln and not ln.startswith("Defaults")]
+    bad = [ln for ln in nopasswd if not (ln.split()[0] == me.strip() and me_locked)]
+    use_pty = any(re.match(r"Defaults\s+.*\buse_pty\b", ln) for ln in lines)
+    ok = not bad and use_pty
+    return p.outcome(
+        ok,
+        f"免口令 sudo 规则（除口令已锁定的自动化账户 {me.strip()}）：{'; '.join(bad) or '无'}；use_pty={use_pty}",
+        f"passwordless sudo rules (besides the password-locked automation account {me.strip()}): "
+        f"{'; '.join(bad) or 'none'}; use_pty={use_pty}",
+    )
+
+
+@check
+def admin_roles_separated(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    roles = list(params["admin_roles"])
+    wide = list(params["unrestricted_groups"])
+    _, out = p.run("getent group " + " ".join([*roles, *wide]))
+    members: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        name, _, _, users = [*line.split(":"), "", "", ""][:4]
+        members[name] = {u for u in users.split(",") if u}
+    missing = [r for r in roles if r not in members]
+    people = sorted(set().union(*(members.get(r, set()) for r in roles)))
+    several = [u for u in people if sum(u in members.get(r, set()) for r in roles) > 1]
+    unrestricted = sorted(set(people) & set().union(*(members.get(g, set()) for g in wide)))
+    # Whatever the sudoers files say, no role administrator may run every command.
+    all_powerful = []
+    for user in people:
+        _, rules = p.run(f"sudo -l -U {user} | sed -n '/may run the following/,$p'")
+        if re.search(r"\)\s*(NOPASSWD:\s*)?ALL\s*$", rules, re.M):
+            all_powerful.append(user)
+    ok = not (missing or several or unrestricted or all_powerful)
+    roster = "; ".join(f"{r}: {','.join(sorted(members.get(r, set()))) or '-'}" for r in roles)
+    return p.outcome(
+        ok,
+        f"角色组 {roster}；缺少的组：{', '.join(missing) or '无'}；身兼多职：{', '.join(several) or '无'}；"
+        f"在 {'/'.join(wide)} 组：{', '.join(unrestricted) or '无'}；"
+        f"可执行全部命令：{', '.join(all_powerful) or '无'}",
+        f"role groups {roster}; missing groups: {', '.join(missing) or 'none'}; in several roles: "
+        f"{', '.join(several) or 'none'}; in {'/'.join(wide)}: {', '.join(unrestricted) or 'none'}; "
+        f"may run every command: {', '.join(all_powerful) or 'none'}",
+    )
+
+
+def _rsyslog_actions(conf: str, kind: str) -> list[str]:
+    return [m for m in re.findall(r"\b(?:action|input)\s*\((.*?)\)", conf, re.S) if f'type="{kind}"' in m]
+
+
+def _param(block: str, name: str) -> str:
+    m = re.search(rf'\b{re.escape(name)}\s*=\s*"([^"]*)"', block, re.I)
+    return m.group(1) if m else ""
+
+
+@check
+def log_forwarding_tls(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, active = p.run("systemctl is-active rsyslog")
+    rc_conf, _ = p.run("rsyslogd -N1 >/dev/null 2>&1")
+    _, raw = p.run("cat /etc/rsyslog.conf /etc/rsyslog.d/*.conf 2>/dev/null | sed 's/#.*//'")
+    forwards = _rsyslog_actions(raw, "omfwd")
+    tls = [
+        f for f in forwards if _param(f, "StreamDriverMode") == "1" and _param(f, "StreamDriverAuthMode") == "x509/name"
+    ]
+    # Any forwarding that is not authenticated TLS sends logs in clear: legacy @host / @@host lines too.
+    cleartext = len(forwards) - len(tls) + len(re.findall(r"^\s*\S+\s+@@?[^\s]+", raw, re.M))
+    listeners = _rsyslog_actions(raw, "imtcp")
+    tls_module = re.search(r'module\s*\(\s*load="imtcp"(.*?)\)', raw, re.S)
+    collector = bool(
+        listeners
+        and tls_module
+        and _param(tls_module.group(1), "StreamDriver.Mode") == "1"
+        and _param(tls_module.group(1), "StreamDriver.AuthMode").startswith("x509/")
+    )
+    detail = ""
+    connected = False
+    if tls and not collector:
+        target, port = _param(tls[0], "target"), _param(tls[0], "port")
+        # Emit a message, then look for the TLS session to the collector (rsyslog connects on demand).
+        _, detail = p.run(
+            "logger -t hipgate-verify 'conformance check: log forwarding'; "
+            f"for i in $(seq 20); do ss -Htn state established '( dport = :{port} )' | grep -F '{target}:{port}' "
+            "&& break; sleep 0.5; done"
+        )
+        connected = bool(detail.strip())
+    elif collector:
+        port = _param(listeners[0], "port")
+        _, detail = p.run(f"ss -Htln '( sport = :{port} )'")
+        connected = bool(detail.strip())
+    ok = active.strip() == "active" and rc_conf == 0 and cleartext == 0 and (bool(tls) or collector) and connected
+    mode_zh = "收集服务器（仅接受 TLS）" if collector else ("TLS 转发" if tls else "未转发")
+    mode_en = "collector (TLS only)" if collector else ("TLS forwarding" if tls else "not forwarding")
+    return p.outcome(
+        ok,
+        f"rsyslog {active.strip()}，配置校验 {'通过' if rc_conf == 0 else '失败'}，{mode_zh}，"
+        f"明文转发 {cleartext} 条，连接/监听：{detail.strip() or '无'}",
+        f"rsyslog {active.strip()}, config check {'ok' if rc_conf == 0 else 'failed'}, {mode_en}, "
+        f"cleartext forwards {cleartext}, connection/listener: {detail.strip() or 'none'}",
+    )
+
+
+_PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "yearly": 365}
+
+
+@check
+def log_retention(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    want = params["log_retention_days"]
+    _, logs = p.run("ls /var/log/syslog /var/log/messages /var/log/auth.log /var/log/secure 2>/dev/null")
+    _, conf = p.run("cat /etc/logrotate.conf /etc/logrotate.d/* 2>/dev/null | sed 's/#.*//'")
+    defaults, blocks = conf, {}
+    for m in re.finditer(r"([^{}]*?)\{([^}]*)\}", conf, re.S):
+        defaults = defaults.replace(m.group(0), "")
+        for path in m.group(1).split():
+            blocks[path] = m.group(2)
+    found = []
+    for path in logs.split() or ["/var/log/syslog"]:
+        body = blocks.get(path)
+        if body is None:
+            found.append((path, 0))
+            continue
+        words = (defaults + "\n" + body).split()
+        period = next((_PERIOD_DAYS[w] for w in reversed(words) if w in _PERIOD_DAYS), 7)
+        rotate = next((_int(words[i + 1]) for i in range(len(words) - 2, -1, -1) if words[i] == "rotate"), 0)
+        maxage = next((_int(words[i + 1]) for i in range(len(words) - 2, -1, -1) if words[i] == "maxage"), -1)
+        days = period * rotate if maxage < 0 else min(period * rotate, maxage)
+        found.append((path, days))
+    short = [f"{path} {days}d" for path, days in found if days < want]
+    ok = bool(found) and not short
+    kept = ", ".join(f"{path} {days}d" for path, days in found)
+    return p.outcome(
+        ok,
+        f"日志保留：{kept}（要求≥{want} 天）",
+        f"logs kept: {kept} (need ≥{want} days)",
+    )
+
+
+@check
+def audit_log_protected(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, conf = p.run("cat /etc/audit/auditd.conf")
+    values = {k.lower(): v.lower() for k, v in _conf_values(conf).items()}
+    _, st = p.run("stat -c '%a %U' /var/log/audit")
+    mode, owner = [*st.split(), "", ""][:2]
+    problems = []
+    if values.get("max_log_file_action") != "keep_logs":
+        problems.append(f"max_log_file_action={values.get('max_log_file_action', '-')}")
+    for key in ("disk_full_action", "disk_error_action", "admin_space_left_action"):
+        if values.get(key, "ignore") in ("ignore", "syslog", "rotate"):
+            problems.append(f"{key}={values.get(key, '-')}")
+    if values.get("space_left_action", "ignore") == "ignore":
+        problems.append("space_left_action=ignore")
+    if not mode or int(mode, 8) & 0o027 or owner != "root":
+        problems.append(f"/var/log/audit {mode} {owner}")
+    return p.outcome(
+        not problems,
+        f"审计日志保护问题：{'; '.join(problems) or '无'}",
+        f"audit log protection problems: {'; '.join(problems) or 'none'}",
+    )
+
+
+@check
+def minimal_installation(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, target = p.run("systemctl get-default", sudo=False)
+    _, out = p.run(
+        "dpkg-query -W -f='${Package} ${Status}\\n' "
+        + " ".join(params["unneeded_packages"])
+        + " 2>/dev/null | awk '/install ok installed/ {print $1}'",
+        sudo=False,
+    )
+    found = out.split()
+    ok = target.strip() == "multi-user.target" and not found
+    return p.outcome(
+        ok,
+        f"默认启动目标 {target.strip()}（要求 multi-user.target）；桌面/编译器软件包：{', '.join(found) or '无'}",
+        f"default target {target.strip()} (need multi-user.target); desktop/compiler packages: "
+        f"{', '.join(found) or 'none'}",
+    )
+
+
+_AGE_UNITS = {"d": 1.0, "w": 7.0, "h": 1 / 24, "m": 1 / 1440, "min": 1 / 1440, "s": 1 / 86400}
+
+
+def _age_days(age: str) -> float:
+    m = re.fullmatch(r"~?(\d+)(d|w|h|min|m|s)?", age)
+    return float(m.group(1)) * _AGE_UNITS[m.group(2) or "s"] if m else float("inf")
+
+
+@check
+def tmp_cleaned(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    _, conf = p.run("systemd-tmpfiles --cat-config 2>/dev/null | grep -E '^[dDqQvx][[:space:]]+/tmp[[:space:]]'")
+    _, timer = p.run("systemctl is-active systemd-tmpfiles-clean.timer", sudo=False)
+    # The first line for a path wins (files are read in order, earliest name first).
+    first = conf.splitlines()[0].split() if conf.strip() else []
+    age = first[5] if len(first) > 5 else "-"
+    limit = params["tmp_max_age_days"]
+    ok = bool(first) and first[0] in ("D", "d", "q", "Q", "v") and _age_days(age) <= limit and timer.strip() == "active"
+    return p.outcome(
+        ok,
+        f"/tmp 清理规则：{' '.join(first) or '无'}（期限≤{limit} 天），清理定时器 {timer.strip()}",
+        f"/tmp clean-up rule: {' '.join(first) or 'none'} (age ≤{limit} days), clean-up timer {timer.strip()}",
+    )

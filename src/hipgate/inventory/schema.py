@@ -25,7 +25,8 @@ MIN_THRESHOLD = 2
 # outsider: an unauthorised host used to prove protected services refuse it.
 # simulated_peers: hosts the lab runs in place of external systems (the national platform);
 # site.yml configures them only in a lab, never in a province.
-OPTIONAL_GROUPS = {"outsider", "simulated_peers"}
+# log_collector: receives every host's logs over TLS (GBT22239-8.1.4.3-c); may be a host of another group.
+OPTIONAL_GROUPS = {"outsider", "simulated_peers", "log_collector"}
 
 IFACE_RE = r"^[A-Za-z0-9_.:-]{1,15}$"
 HOSTNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"

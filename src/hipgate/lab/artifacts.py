@@ -122,6 +122,14 @@ def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
             "baseline_apply_kernel_sysctls": False,
             # Ansible reaches lab hosts from the bridge address, inside the lab subnet.
             "baseline_ssh_allowed_networks": [str(lab.subnet)],
+            # The lab's CA and host keys live with the lab and go with `lab down`.
+            "pki_dir": str(lab.directory / "pki"),
+            # One person per administrator role (三员), to show and check the separation.
+            "baseline_administrators": [
+                {"name": "ops-admin", "role": "sysadm", "comment": "系统管理员 / system administrator"},
+                {"name": "sec-admin", "role": "secadm", "comment": "安全管理员 / security administrator"},
+                {"name": "audit-admin", "role": "audadm", "comment": "审计管理员 / audit administrator"},
+            ],
         },
         # natplat stands in for the national platform's time service.
         "simulated_peers/lab.yml": {

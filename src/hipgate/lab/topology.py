@@ -11,12 +11,13 @@ from pathlib import Path
 from hipgate.errors import fail
 
 # Reference topology of a provincial deployment. `middleware` is its own host because the
-# front-end must be refused at the database (issue 4); `outsider` is the unauthorised host.
+# front-end must be refused at the database (issue 4); `outsider` is the unauthorised host. The
+# bastion, in the management zone, also collects every host's logs.
 REFERENCE_HOSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("frontend", ("frontend",)),
     ("database", ("database",)),
     ("middleware", ("middleware",)),
-    ("bastion", ("bastion",)),
+    ("bastion", ("bastion", "log_collector")),
     ("vault", ("vault",)),
     ("backup-a", ("backup_sites",)),
     ("backup-b", ("backup_sites",)),

@@ -7,7 +7,7 @@ from typing import Any
 CONTROL_ID_RE = r"^(GBT22239-8\.[0-9.]+(-[a-z]+)?|[A-Z][A-Z0-9]*(-[A-Za-z0-9.]+)+)$"
 TAG_RE = r"^gbt22239_[0-9.]+(-[a-z]+)?$"
 SEVERITIES = ["high", "medium", "low"]
-SOURCES = ["standard", "practice"]
+SOURCES = ["standard", "practice", "law"]
 
 
 def _m(zh: str, en: str) -> dict[str, str]:
@@ -27,8 +27,8 @@ PARAMETER: dict[str, Any] = {
             "required": True,
             "allowed": SOURCES,
             "meta": _m(
-                "来源：standard（标准原文）或 practice（行业/测评实践）",
-                "source: standard (the text of GB/T 22239) or practice (sector/assessor practice)",
+                "来源：standard（标准原文）、practice（行业/测评实践）或 law（法律法规）",
+                "source: standard (the text of GB/T 22239), practice (sector/assessor practice) or law (a statute)",
             ),
         },
         "note": _text("说明（中英文）", "note, in Chinese and English"),
