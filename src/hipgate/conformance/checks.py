@@ -8,7 +8,7 @@ files, so a setting that does not take effect fails.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -319,16 +319,20 @@ FORBIDDEN_PACKAGES = (
 )
 
 
-@check
-def forbidden_packages_absent(host: Any, params: dict[str, Any]) -> Outcome:
-    p = Probe(host)
+def _installed(p: Probe, packages: Iterable[str]) -> list[str]:
     _, out = p.run(
         "dpkg-query -W -f='${Package} ${Status}\\n' "
-        + " ".join(FORBIDDEN_PACKAGES)
+        + " ".join(packages)
         + " 2>/dev/null | awk '/install ok installed/ {print $1}'",
         sudo=False,
     )
-    found = out.split()
+    return out.split()
+
+
+@check
+def forbidden_packages_absent(host: Any, params: dict[str, Any]) -> Outcome:
+    p = Probe(host)
+    found = _installed(p, FORBIDDEN_PACKAGES)
     return p.outcome(
         not found,
         f"已安装的高危服务软件包：{', '.join(found) or '无'}",
@@ -584,13 +588,7 @@ def audit_log_protected(host: Any, params: dict[str, Any]) -> Outcome:
 def minimal_installation(host: Any, params: dict[str, Any]) -> Outcome:
     p = Probe(host)
     _, target = p.run("systemctl get-default", sudo=False)
-    _, out = p.run(
-        "dpkg-query -W -f='${Package} ${Status}\\n' "
-        + " ".join(params["unneeded_packages"])
-        + " 2>/dev/null | awk '/install ok installed/ {print $1}'",
-        sudo=False,
-    )
-    found = out.split()
+    found = _installed(p, params["unneeded_packages"])
     ok = target.strip() == "multi-user.target" and not found
     return p.outcome(
         ok,
