@@ -14,7 +14,7 @@ import pytest
 from markupsafe import escape as html_escape
 
 from helpers import ROOT, browser_render, copy_example
-from hipgate.conformance.checks import Evidence, Outcome
+from hipgate.conformance.checks import Evidence, Outcome, run_check
 from hipgate.conformance.results import evaluate
 from hipgate.errors import UserError
 from hipgate.inventory.load import load_inventory
@@ -182,3 +182,13 @@ def test_missing_and_malformed_results(tmp_path: Path) -> None:
 
 def test_template_is_packaged() -> None:
     assert (ROOT / "src" / "hipgate" / "report" / "templates" / "report.html.j2").is_file()
+
+
+def test_a_check_that_cannot_complete_counts_as_failing() -> None:
+    class Unreachable:
+        def run(self, command: str) -> object:
+            raise ConnectionError("ssh: connect to host db port 22: No route to host")
+
+    outcome = run_check("unique_uids", Unreachable(), {})
+    assert not outcome.ok and "ConnectionError" in outcome.en
+    assert "No route to host" in outcome.evidence[0].output

@@ -40,9 +40,12 @@ class Probe:
     def run(self, command: str, sudo: bool = True) -> tuple[int, str]:
         full = f"sudo -n sh -c {_quote(command)}" if sudo else command
         res = self.host.run(full)
-        output = (res.stdout + res.stderr).strip()
+        # Judge on stdout only: stderr also carries the ssh client's own notices (e.g. a busy
+        # ControlMaster socket), which must not read as the host's answer. Evidence keeps both.
+        output = res.stdout.strip()
+        shown = output + (f"\n[stderr] {res.stderr.strip()}" if res.stderr.strip() else "")
         self.evidence.append(
-            Evidence(command if sudo else f"(as login user) {command}", res.rc, output[:MAX_EVIDENCE_CHARS])
+            Evidence(command if sudo else f"(as login user) {command}", res.rc, shown[:MAX_EVIDENCE_CHARS])
         )
         return res.rc, output
 
@@ -566,7 +569,9 @@ def audit_log_protected(host: Any, params: dict[str, Any]) -> Outcome:
     _, conf = p.run("cat /etc/audit/auditd.conf")
     values = {k.lower(): v.lower() for k, v in _conf_values(conf).items()}
     _, st = p.run("stat -c '%a %U' /var/log/audit")
-    mode, owner = [*st.split(), "", ""][:2]
+    # A missing directory makes stat print an error, not "mode owner".
+    m = re.fullmatch(r"([0-7]{3,4}) (\S+)", st.strip())
+    mode, owner = (m.group(1), m.group(2)) if m else ("", "")
     problems = []
     if values.get("max_log_file_action") != "keep_logs":
         problems.append(f"max_log_file_action={values.get('max_log_file_action', '-')}")
@@ -621,3 +626,17 @@ def tmp_cleaned(host: Any, params: dict[str, Any]) -> Outcome:
         f"/tmp 清理规则：{' '.join(first) or '无'}（期限≤{limit} 天），清理定时器 {timer.strip()}",
         f"/tmp clean-up rule: {' '.join(first) or 'none'} (age ≤{limit} days), clean-up timer {timer.strip()}",
     )
+
+
+def run_check(name: str, host: Any, params: dict[str, Any]) -> Outcome:
+    """Run one check for a report: a check that cannot complete (host unreachable, unexpected output)
+    proves nothing, so it counts as failing, with the error as its evidence."""
+    try:
+        return CHECKS[name](host, params)
+    except Exception as exc:  # any error must become a visible failure, not a missing result
+        return Outcome(
+            False,
+            f"检查未能完成：{type(exc).__name__}",
+            f"the check could not complete: {type(exc).__name__}",
+            [Evidence(f"(check {name})", -1, f"{type(exc).__name__}: {exc}"[:MAX_EVIDENCE_CHARS])],
+        )
