@@ -1,0 +1,81 @@
+"""Verify the hardened server's effective settings, and who can connect from the client and how."""
+
+import pytest
+
+testinfra_hosts = ["ansible://all"]
+CA = "sslrootcert=/etc/hipgate/pki/ca.crt"
+
+
+def on(host, name):
+    if host.backend.get_hostname() != name:
+        pytest.skip(f"{name} only")
+
+
+def sql(host, query):
+    with host.sudo("postgres"):
+        return host.check_output(f'psql -XAtc "{query}"')
+
+
+def connect(host, dbname, user, sslmode):
+    with host.sudo():
+        return host.run(f"psql -XAt 'host=db dbname={dbname} user={user} sslmode={sslmode} {CA}' -c 'select 1'")
+
+
+def test_effective_settings(host):
+    on(host, "db")
+    assert sql(host, "show data_checksums") == "on"
+    assert sql(host, "show ssl") == "on"
+    assert sql(host, "show ssl_min_protocol_version") in ("TLSv1.2", "TLSv1.3")
+    assert sql(host, "show password_encryption") == "scram-sha-256"
+    assert "*" not in sql(host, "show listen_addresses")
+    assert sql(host, "show log_connections") == "on" and sql(host, "show log_disconnections") == "on"
+    prefix = sql(host, "show log_line_prefix")
+    assert all(f in prefix for f in ("%m", "%u", "%d", "%h"))
+    assert sql(host, "show idle_session_timeout") in ("10min", "600s")
+    assert "pgaudit" in sql(host, "show shared_preload_libraries")
+    assert sql(host, "show pgaudit.log") == "role, ddl, write"
+
+
+def test_only_scram_hashes(host):
+    on(host, "db")
+    q = "select count(*) from pg_authid where rolpassword is not null and rolpassword not like 'SCRAM-SHA-256$%'"
+    assert sql(host, q) == "0"
+    assert sql(host, "select count(*) from pg_authid where rolpassword like 'SCRAM-SHA-256$%'") == "2"
+
+
+def test_public_cannot_create_in_public_schema(host):
+    on(host, "db")
+    with host.sudo("postgres"):
+        out = host.check_output("psql -XAt -d exchange -c \"select has_schema_privilege('public', 'public', 'CREATE')\"")
+    assert out == "f"
+
+
+def test_pgdata_private_and_hba_has_no_trust(host):
+    on(host, "db")
+    assert host.file("/var/lib/postgresql/15/main").mode == 0o700
+    with host.sudo():
+        hba = host.file("/etc/postgresql/15/main/pg_hba.conf").content_string
+    lines = [ln.split() for ln in hba.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert not [ln for ln in lines if "trust" in ln or "md5" in ln or "password" in ln]
+    assert [ln for ln in lines if ln[0] == "host"] == [
+        ["host", "all", "all", "0.0.0.0/0", "reject"],
+        ["host", "all", "all", "::/0", "reject"],
+    ]
+
+
+def test_declared_client_connects_with_scram_over_verified_tls(host):
+    on(host, "client")
+    res = connect(host, "exchange", "exchange_app", "verify-full")
+    assert res.rc == 0 and res.stdout.strip() == "1", res.stderr
+
+
+def test_connection_without_tls_is_refused(host):
+    on(host, "client")
+    res = connect(host, "exchange", "exchange_app", "disable")
+    assert res.rc != 0 and "no encryption" in res.stderr, res.stderr
+
+
+def test_role_not_in_pg_hba_is_refused(host):
+    on(host, "client")
+    res = connect(host, "exchange", "unlisted_app", "verify-full")
+    assert res.rc != 0 and "pg_hba.conf rejects connection" in res.stderr, res.stderr
