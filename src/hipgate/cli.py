@@ -238,10 +238,7 @@ def report(
         source = project_root() / "artifacts" / "verify" / name / "results.json"
     target = out_dir or project_root() / "artifacts" / "report" / name
     rep = write_report(source, target)
-    verdict = {"pass": "全部符合 / all pass", "waived": "符合（含豁免）/ conformant with waivers"}.get(
-        rep.status, "不符合或不完整 / non-conformant or incomplete"
-    )
-    out.print(f"结论 / verdict: {verdict}")
+    out.print(f"结论 / verdict: {rep.verdict}")
     out.print(f"  html:  {target / 'report.html'}\n  json:  {target / 'report.json'}\n  junit: {target / 'junit.xml'}")
     out.print(f"  sha256(results.json): {rep.sha256}")
 

@@ -83,6 +83,7 @@ def test_failing_check_makes_its_cell_section_and_verdict_fail(tmp_path: Path) -
     assert rep.cells[(cid, "database")].status == "fail"
     assert rep.cells[(cid, "frontend")].status == "pass"
     assert rep.status == "fail" and rep.counts["fail"] == 1
+    assert f'id="verdict">{rep.verdict}<' in (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     section = next(s for s in rep.sections if any(c["id"] == cid for c in s.controls))
     assert section.status == "fail"
     junit = ET.parse(tmp_path / "o" / "junit.xml").getroot()

@@ -27,6 +27,14 @@ STATUS_TEXT = {
     MISSING: ("未检查", "not checked"),
 }
 
+# The report's overall verdict, by its worst cell status: one wording for the page and the CLI.
+VERDICT_TEXT = {
+    PASS: "全部符合 / all controls pass",
+    WAIVED: "符合（含已批准豁免）/ conformant with approved waivers",
+    MISSING: "不完整：部分检查未运行 / incomplete: some checks did not run",
+    FAIL: "不符合 / non-conformant",
+}
+
 
 @dataclass
 class Cell:
@@ -67,6 +75,10 @@ class Report:
     @property
     def status(self) -> str:
         return max(self.counts, key=_RANK.__getitem__) if self.counts else MISSING
+
+    @property
+    def verdict(self) -> str:
+        return VERDICT_TEXT[self.status]
 
     def row(self, control_id: str) -> list[Cell]:
         return [self.cells[(control_id, h)] for h in self.hosts]
