@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from hipgate.lab.artifacts import reference_access  # noqa: E402
 from hipgate.verify import run_verify  # noqa: E402
 
 LAB = "bench-conf"
@@ -71,6 +72,8 @@ def settings(inv: Path) -> None:
     conf = yaml.safe_load(path.read_text(encoding="utf-8"))
     conf["hipgate"]["time"]["ntp_servers"] = [natplat]
     conf["hipgate"]["network"]["dns_servers"] = [natplat]
+    # The reference flow matrix and database clients, so the firewall and PostgreSQL do real work.
+    conf["hipgate"].update(reference_access())
     path.write_text(yaml.safe_dump(conf, allow_unicode=True), encoding="utf-8")
 
 

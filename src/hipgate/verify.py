@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from hipgate import __version__
+from hipgate.conformance.checks import applies
 from hipgate.conformance.results import collect
-from hipgate.conformance.targets import managed_hosts
+from hipgate.conformance.targets import managed_hosts, probe_hosts
 from hipgate.errors import fail
 from hipgate.inventory.load import Inventory, load_inventory
 from hipgate.paths import project_root
@@ -29,7 +30,7 @@ def run_verify(
     """Run the suite; write results.json (with every record) and junit.xml into out_dir."""
     inv = load_inventory(inventory)
     policy = load_policy(policy_file)
-    hosts = managed_hosts(inv, limit)
+    hosts = probe_hosts(inv, limit)
     if not hosts:
         raise fail(
             "--limit",
@@ -96,6 +97,7 @@ def results_document(
 ) -> dict[str, Any]:
     """results.json: the policy as it was applied, and every (control, check, host) record."""
     counts = {s: sum(1 for r in records if r["status"] == s) for s in ("pass", "fail", "waived")}
+    managed = managed_hosts(inv)
     return {
         "hipgate_version": __version__,
         "policy": {"id": policy.id, "version": policy.version, "standard": policy.standard, "file": str(policy.path)},
@@ -106,6 +108,18 @@ def results_document(
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds"),
         "counts": counts,
+        "flows": [
+            {
+                "name": f.name,
+                "from": list(f.sources),
+                "to": list(f.targets),
+                "proto": f.proto,
+                "ports": f.ports_text(),
+                "purpose": f.purpose,
+                "implied": f.implied,
+            }
+            for f in inv.flow_matrix().flows
+        ],
         "controls": [
             {
                 "id": c.id,
@@ -117,10 +131,12 @@ def results_document(
                 "requirement_zh": c.requirement_zh,
                 "requirement_en": c.requirement_en,
                 "severity": c.severity,
-                "role": c.role,
+                "role": c.roles,
                 "tag": c.tag,
                 "check_only": c.check_only,
                 "checks": list(c.checks),
+                # Where each check runs (a database check only on database hosts); elsewhere "n/a".
+                "applies": {ch: [h for h in hosts if applies(ch, h, inv, managed)] for ch in c.checks},
                 "parameters": c.parameters,
                 "waivers": [
                     {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hipgate.conformance.targets import managed_hosts, ssh_config
+from hipgate.conformance.targets import plan, ssh_config
 from hipgate.inventory.load import load_inventory
 from hipgate.policy.load import load_policy
 
@@ -43,7 +43,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     inv = load_inventory(inv_path)
     limit = [h for h in cfg.getoption("--hipgate-limit").split(",") if h]
     policy = load_policy(cfg.getoption("--hipgate-policy"))
-    cases = [(c.id, check, host) for c in policy.controls for check in c.checks for host in managed_hosts(inv, limit)]
+    cases = plan(policy, inv, limit)
     metafunc.parametrize("case", cases, ids=[f"{h}::{cid}::{chk}" for cid, chk, h in cases])
 
 

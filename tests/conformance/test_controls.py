@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import testinfra
 
-from hipgate.conformance.checks import run_check
+from hipgate.conformance.checks import Context, run_check
 from hipgate.conformance.results import FAIL, WAIVED, append, evaluate
 
 _hosts: dict[str, object] = {}
@@ -20,7 +20,12 @@ def _host(name: str, ssh_config: str) -> object:
 def test_control(case: tuple[str, str, str], hipgate_run: dict, record_property: pytest.RecordProperty) -> None:
     control_id, check, host_name = case
     control = hipgate_run["policy"].control(control_id)
-    outcome = run_check(check, _host(host_name, str(hipgate_run["ssh_config"])), control.params())
+    outcome = run_check(
+        check,
+        _host(host_name, str(hipgate_run["ssh_config"])),
+        control.params(),
+        Context(host_name, hipgate_run["inventory"]),
+    )
     inv_name = hipgate_run["inventory"].path.name
     record = evaluate(control, check, host_name, outcome, inv_name, hipgate_run["today"])
     append(hipgate_run["results"], record)

@@ -16,6 +16,7 @@ from markupsafe import escape as html_escape
 from helpers import ROOT, browser_render, copy_example
 from hipgate.conformance.checks import Evidence, Outcome, run_check
 from hipgate.conformance.results import evaluate
+from hipgate.conformance.targets import plan
 from hipgate.errors import UserError
 from hipgate.inventory.load import load_inventory
 from hipgate.policy.load import load_policy
@@ -23,7 +24,7 @@ from hipgate.report.model import build
 from hipgate.report.write import write_report
 from hipgate.verify import results_document
 
-HOSTS = ["frontend", "database"]
+HOSTS = ["fe01", "db01"]  # the example inventory's front-end server and database
 HOSTILE = "<script>alert('x')</script> & <img src=http://example.invalid/x.png>"
 NOW = datetime.datetime(2026, 11, 22, 8, 0, tzinfo=datetime.UTC)
 
@@ -38,16 +39,14 @@ def results_file(
     today = datetime.date(2026, 11, 22)
     records = [
         evaluate(
-            c,
+            policy.control(cid),
             check,
             host,
             outcomes.get((check, host), Outcome(True, "符合", "ok", [Evidence("echo ok", 0, "ok")])),
             inv.path.name,
             today,
         )
-        for c in policy.controls
-        for check in c.checks
-        for host in HOSTS
+        for cid, check, host in plan(policy, inv, HOSTS)
         if (check, host) not in skip
     ]
     doc = results_document(policy, inv, HOSTS, records, NOW, NOW, today)
@@ -65,7 +64,11 @@ def test_all_pass_report_has_every_cell_and_the_digest_of_the_data(tmp_path: Pat
     src = results_file(tmp_path, {})
     rep = write_report(src, tmp_path / "out", NOW)
     assert rep.status == "pass"
-    assert rep.counts["pass"] == len(load_policy().controls) * len(HOSTS)
+    # Controls whose every check is a database check do not apply to the front-end server: "n/a",
+    # counted nowhere; every other cell passes.
+    na = sorted(k for k, cell in rep.cells.items() if cell.status == "na")
+    assert na == [("GBT22239-8.1.4.2-e", "fe01"), ("GBT22239-8.1.4.7-b", "fe01")]
+    assert rep.counts["pass"] == len(load_policy().controls) * len(HOSTS) - len(na)
     copied = tmp_path / "out" / "results.json"
     assert copied.read_bytes() == src.read_bytes()
     assert rep.sha256 == hashlib.sha256(copied.read_bytes()).hexdigest()
@@ -78,31 +81,32 @@ def test_all_pass_report_has_every_cell_and_the_digest_of_the_data(tmp_path: Pat
 
 def test_failing_check_makes_its_cell_section_and_verdict_fail(tmp_path: Path) -> None:
     bad = Outcome(False, "允许 root 登录", "root may log in", [Evidence("sshd -T", 0, "permitrootlogin yes")])
-    rep = write_report(results_file(tmp_path, {("root_ssh_login_disabled", "database"): bad}), tmp_path / "o", NOW)
+    rep = write_report(results_file(tmp_path, {("root_ssh_login_disabled", "db01"): bad}), tmp_path / "o", NOW)
     cid = control_of("root_ssh_login_disabled")
-    assert rep.cells[(cid, "database")].status == "fail"
-    assert rep.cells[(cid, "frontend")].status == "pass"
+    assert rep.cells[(cid, "db01")].status == "fail"
+    assert rep.cells[(cid, "fe01")].status == "pass"
     assert rep.status == "fail" and rep.counts["fail"] == 1
     assert f'id="verdict">{rep.verdict}<' in (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     section = next(s for s in rep.sections if any(c["id"] == cid for c in s.controls))
     assert section.status == "fail"
     junit = ET.parse(tmp_path / "o" / "junit.xml").getroot()
     cases = junit.findall(".//testcase")
-    assert len(cases) == len(load_policy().controls) * len(HOSTS)
+    # One case per applicable (control, host): n/a cells are not test cases.
+    assert len(cases) == sum(1 for cell in rep.cells.values() if cell.status != "na")
     failed = [c for c in cases if c.find("failure") is not None]
-    assert [(c.get("classname"), c.get("name")) for c in failed] == [(cid, "database")]
+    assert [(c.get("classname"), c.get("name")) for c in failed] == [(cid, "db01")]
     assert "permitrootlogin yes" in failed[0].findtext("system-out")
 
 
 def test_waived_and_unreported_checks_are_shown_as_such(tmp_path: Path) -> None:
     # The lab waiver of 8.1.4.3-d is scoped to inventories named `lab`: use a policy-less path by
     # failing a check whose control has no waiver, and leave another check unreported.
-    missing = ("unique_uids", "frontend")
+    missing = ("unique_uids", "fe01")
     rep = write_report(results_file(tmp_path, {}, skip={missing}), tmp_path / "o", NOW)
-    cell = rep.cells[(control_of("unique_uids"), "frontend")]
+    cell = rep.cells[(control_of("unique_uids"), "fe01")]
     assert cell.status == "missing" and rep.status == "missing"
     junit = ET.parse(tmp_path / "o" / "junit.xml").getroot()
-    assert junit.find(f".//testcase[@classname='{cell.control}'][@name='frontend']/failure") is not None
+    assert junit.find(f".//testcase[@classname='{cell.control}'][@name='fe01']/failure") is not None
     html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     waiver = next(c for c in load_policy().controls if c.waivers).waivers[0]
     assert str(html_escape(waiver.justification_en)) in html and waiver.expires.isoformat() in html
@@ -111,7 +115,7 @@ def test_waived_and_unreported_checks_are_shown_as_such(tmp_path: Path) -> None:
 def test_waiver_in_results_is_reported_as_waived(tmp_path: Path) -> None:
     src = results_file(tmp_path, {})
     doc = json.loads(src.read_text(encoding="utf-8"))
-    rec = next(r for r in doc["results"] if r["host"] == "frontend" and r["check"] == "auditd_running")
+    rec = next(r for r in doc["results"] if r["host"] == "fe01" and r["check"] == "auditd_running")
     rec["status"] = "waived"
     rec["waiver"] = {
         "approver": "安全负责人",
@@ -122,14 +126,14 @@ def test_waiver_in_results_is_reported_as_waived(tmp_path: Path) -> None:
     }
     src.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     rep = write_report(src, tmp_path / "o", NOW)
-    assert rep.cells[(rec["control"], "frontend")].status == "waived" and rep.status == "waived"
+    assert rep.cells[(rec["control"], "fe01")].status == "waived" and rep.status == "waived"
     skipped = ET.parse(tmp_path / "o" / "junit.xml").getroot().find(".//skipped")
     assert skipped is not None and "2027-01-31" in skipped.get("message", "")
 
 
 def test_evidence_is_escaped_and_the_page_loads_nothing_from_outside(tmp_path: Path) -> None:
     bad = Outcome(False, HOSTILE, HOSTILE, [Evidence(f"echo {HOSTILE}", 1, HOSTILE)])
-    write_report(results_file(tmp_path, {("unique_uids", "frontend"): bad}), tmp_path / "o", NOW)
+    write_report(results_file(tmp_path, {("unique_uids", "fe01"): bad}), tmp_path / "o", NOW)
     html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(" in html
@@ -143,11 +147,11 @@ def test_evidence_is_escaped_and_the_page_loads_nothing_from_outside(tmp_path: P
 
 def test_report_renders_in_a_browser_with_the_matrix(tmp_path: Path) -> None:
     bad = Outcome(False, "空口令", "empty password", [Evidence("awk", 0, "hgempty")])
-    rep = write_report(results_file(tmp_path, {("no_empty_passwords", "database"): bad}), tmp_path / "o", NOW)
+    rep = write_report(results_file(tmp_path, {("no_empty_passwords", "db01"): bad}), tmp_path / "o", NOW)
     dom = browser_render(tmp_path / "o" / "report.html", tmp_path / "shot.png")
     cells = re.findall(r'<td class="cell (\w+)" data-control="([^"]+)" data-host="([^"]+)"', dom)
     assert len(cells) == len(rep.controls) * len(HOSTS)
-    assert [(c, h) for s, c, h in cells if s == "fail"] == [(control_of("no_empty_passwords"), "database")]
+    assert [(c, h) for s, c, h in cells if s == "fail"] == [(control_of("no_empty_passwords"), "db01")]
     assert rep.sha256 in dom
     png = (tmp_path / "shot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # a blank page is a few kB
@@ -193,3 +197,36 @@ def test_a_check_that_cannot_complete_counts_as_failing() -> None:
     outcome = run_check("unique_uids", Unreachable(), {})
     assert not outcome.ok and "ConnectionError" in outcome.en
     assert "No route to host" in outcome.evidence[0].output
+
+
+def test_reachability_and_database_attempts_are_shown_with_their_evidence(tmp_path: Path) -> None:
+    probes = [
+        {"to": "db01", "port": 5432, "expected": "deny", "flow": "", "observed": "refused", "ok": False},
+        {"to": "db01", "port": 22, "expected": "allow", "flow": "bastion-ssh", "observed": "open", "ok": True},
+    ]
+    reach = Outcome(
+        False,
+        "不符",
+        "differs",
+        [Evidence("probe", 0, "x")],
+        {"reachability": {"from": "fe01", "address": "10.86.1.10", "probes": probes}},
+    )
+    attempt = {"to": "db01", "database": "exchange", "role": "exchange_app", "tls": True}
+    attempt |= {"answer": 'refused: no pg_hba.conf entry for host "10.86.1.10"', "expected": "dropped by firewall"}
+    db = Outcome(
+        False,
+        "不符",
+        "differs",
+        [Evidence("pg probe", 0, "x")],
+        {"database_access": {"from": "fe01", "address": "10.86.1.10", "attempts": [dict(attempt, ok=False)]}},
+    )
+    outcomes = {("flow_matrix_enforced", "fe01"): reach, ("database_access_enforced", "fe01"): db}
+    rep = write_report(results_file(tmp_path, outcomes), tmp_path / "o", NOW)
+    assert rep.status == "fail"
+    dom = browser_render(tmp_path / "o" / "report.html", tmp_path / "shot.png")
+    cells = {to: status for status, to in re.findall(r'<td class="cell (\w+)" data-from="fe01" data-to="([^"]+)"', dom)}
+    assert cells == {"db01:5432": "fail", "db01:22": "pass"}
+    assert "no pg_hba.conf entry" in dom and 'id="flows"' in dom and "app-to-db" in dom
+    summary = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))
+    assert summary["reachability"][0]["from"] == "fe01" and len(summary["reachability"][0]["probes"]) == 2
+    assert {f["name"] for f in summary["flows"]} >= {"management-ssh", "app-to-db", "vpn-ike"}

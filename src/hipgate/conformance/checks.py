@@ -28,6 +28,16 @@ class Outcome:
     zh: str
     en: str
     evidence: list[Evidence] = field(default_factory=list)
+    # Structured facts a report section draws from (e.g. the reachability matrix); never secrets.
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a check that looks beyond its own host needs: its name in, and the whole, inventory."""
+
+    host: str
+    inventory: Any  # hipgate.inventory.load.Inventory
 
 
 class Probe:
@@ -49,8 +59,8 @@ class Probe:
         )
         return res.rc, output
 
-    def outcome(self, ok: bool, zh: str, en: str) -> Outcome:
-        return Outcome(ok, zh, en, self.evidence)
+    def outcome(self, ok: bool, zh: str, en: str, data: dict[str, Any] | None = None) -> Outcome:
+        return Outcome(ok, zh, en, self.evidence, data or {})
 
 
 def _quote(s: str) -> str:
@@ -79,13 +89,35 @@ def _int(value: str | None, default: int = -1) -> int:
         return default
 
 
-Check = Callable[[Any, dict[str, Any]], Outcome]
+Check = Callable[..., Outcome]
 CHECKS: dict[str, Check] = {}
+MANAGED = "managed"  # every host hipgate manages
+# Where each check runs, by inventory group; `managed` unless a check says otherwise.
+CHECK_SCOPE: dict[str, tuple[str, ...]] = {}
+# Checks that take a Context (they read the inventory, e.g. to probe other hosts).
+NEEDS_CONTEXT: set[str] = set()
 
 
 def check(fn: Check) -> Check:
     CHECKS[fn.__name__] = fn
     return fn
+
+
+def scoped(*groups: str, context: bool = False) -> Callable[[Check], Check]:
+    """Register a check that runs only on hosts of `groups` (`managed`, or inventory groups)."""
+
+    def register(fn: Check) -> Check:
+        CHECK_SCOPE[fn.__name__] = groups
+        if context:
+            NEEDS_CONTEXT.add(fn.__name__)
+        return check(fn)
+
+    return register
+
+
+def applies(name: str, host: str, inventory: Any, managed: list[str]) -> bool:
+    scope = CHECK_SCOPE.get(name, (MANAGED,))
+    return any(host in (managed if g == MANAGED else inventory.group_hosts(g)) for g in scope)
 
 
 @check
@@ -364,21 +396,6 @@ def no_cleartext_listeners(host: Any, params: dict[str, Any]) -> Outcome:
 
 
 @check
-def firewall_default_deny(host: Any, params: dict[str, Any]) -> Outcome:
-    p = Probe(host)
-    _, enabled = p.run("systemctl is-enabled nftables")
-    _, chains = p.run("nft list chains")
-    # Every base chain hooked on input must drop by default.
-    inputs = [ln.strip() for ln in chains.splitlines() if "hook input" in ln]
-    ok = enabled.strip() == "enabled" and bool(inputs) and all("policy drop" in ln for ln in inputs)
-    return p.outcome(
-        ok,
-        f"nftables 开机启用={enabled.strip()}；input 基础链：{'; '.join(inputs) or '无'}",
-        f"nftables enabled at boot={enabled.strip()}; input base chains: {'; '.join(inputs) or 'none'}",
-    )
-
-
-@check
 def core_dumps_disabled(host: Any, params: dict[str, Any]) -> Outcome:
     p = Probe(host)
     # pam_limits' configuration: sudo and Ansible change the limit of their own sessions, so reading
@@ -628,10 +645,14 @@ def tmp_cleaned(host: Any, params: dict[str, Any]) -> Outcome:
     )
 
 
-def run_check(name: str, host: Any, params: dict[str, Any]) -> Outcome:
+def run_check(name: str, host: Any, params: dict[str, Any], context: Context | None = None) -> Outcome:
     """Run one check for a report: a check that cannot complete (host unreachable, unexpected output)
     proves nothing, so it counts as failing, with the error as its evidence."""
     try:
+        if name in NEEDS_CONTEXT:
+            if context is None:
+                raise ValueError(f"check {name} needs the inventory (a Context)")
+            return CHECKS[name](host, params, context)
         return CHECKS[name](host, params)
     except Exception as exc:  # any error must become a visible failure, not a missing result
         return Outcome(
@@ -640,3 +661,8 @@ def run_check(name: str, host: Any, params: dict[str, Any]) -> Outcome:
             f"the check could not complete: {type(exc).__name__}",
             [Evidence(f"(check {name})", -1, f"{type(exc).__name__}: {exc}"[:MAX_EVIDENCE_CHARS])],
         )
+
+
+# Checks of other areas register themselves into CHECKS on import; imported last because they use
+# the helpers above.
+from hipgate.conformance import bastion_checks, database_checks, network_checks  # noqa: E402,F401

@@ -41,6 +41,7 @@ def evaluate(
         "summary_zh": outcome.zh,
         "summary_en": outcome.en,
         "evidence": [dataclasses.asdict(e) for e in outcome.evidence],
+        "data": outcome.data,
         "waiver": waiver_doc,
         "checked_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

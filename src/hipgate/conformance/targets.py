@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
+from hipgate.conformance.checks import applies
+from hipgate.flows import UNMANAGED_GROUPS
 from hipgate.inventory.load import Inventory
-
-# Hosts hipgate does not manage: the national platform and the unauthorised test host.
-UNMANAGED_GROUPS = ("natplat", "outsider", "simulated_peers")
 
 
 def managed_hosts(inv: Inventory, limit: list[str] | None = None) -> list[str]:
     skip = {h for g in UNMANAGED_GROUPS for h in inv.group_hosts(g)}
     hosts = [h for h in inv.hosts if h not in skip]
     return [h for h in hosts if h in limit] if limit else hosts
+
+
+def probe_hosts(inv: Inventory, limit: list[str] | None = None) -> list[str]:
+    """Managed hosts, then the lab's unauthorised host(s): checks that prove refusals run there too."""
+    hosts = managed_hosts(inv, limit) + [h for h in inv.group_hosts("outsider") if h not in inv.group_hosts("natplat")]
+    return [h for h in dict.fromkeys(hosts) if not limit or h in limit]
+
+
+def plan(policy: Any, inv: Inventory, limit: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """Every (control, check, host) a verify run executes: each check only where it applies."""
+    managed = managed_hosts(inv)
+    return [
+        (c.id, check, host)
+        for c in policy.controls
+        for check in c.checks
+        for host in probe_hosts(inv, limit)
+        if applies(check, host, inv, managed)
+    ]
 
 
 def ssh_config(inv: Inventory, dest: Path) -> Path:

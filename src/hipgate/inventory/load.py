@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hipgate.errors import Problem, UserError
+from hipgate.flows import FlowMatrix, build_matrix, topology_from_inventory
 from hipgate.inventory import schema
 from hipgate.inventory.yamlio import read_yaml
 from hipgate.validation import validate_document
@@ -29,6 +30,9 @@ class Inventory:
 
     def group_hosts(self, group: str) -> list[str]:
         return list(self.groups.get(group, []))
+
+    def flow_matrix(self) -> FlowMatrix:
+        return build_matrix(self.settings, topology_from_inventory(self.groups, self.hosts), "")[0]
 
 
 def _find_hosts_file(path: Path) -> Path:
@@ -129,6 +133,7 @@ def _cross_checks(hosts_file: Path, settings_file: Path, inv: Inventory, raw_hos
                 )
             )
         seen.add(cid)
+    problems += build_matrix(hip, topology_from_inventory(inv.groups, inv.hosts), str(settings_file))[1]
     return problems
 
 

@@ -31,6 +31,8 @@ OPTIONAL_GROUPS = {"outsider", "simulated_peers", "log_collector"}
 IFACE_RE = r"^[A-Za-z0-9_.:-]{1,15}$"
 HOSTNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 CUSTODIAN_ID_RE = r"^[a-z][a-z0-9._-]{1,31}$"
+FLOW_NAME_RE = r"^[a-z][a-z0-9-]{1,40}$"
+PG_NAME_RE = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
 def _m(zh: str, en: str) -> dict[str, str]:
@@ -136,6 +138,117 @@ CUSTODIAN: dict[str, Any] = {
     "meta": _m("一名密码分段保管人", "one password-share custodian"),
 }
 
+FLOW: dict[str, Any] = {
+    "type": "dict",
+    "schema": {
+        "name": {
+            "type": "string",
+            "required": True,
+            "regex": FLOW_NAME_RE,
+            "meta": _m(
+                "流名称，小写字母、数字与 -，如 app-to-db", "flow name: lower case, digits and -, e.g. app-to-db"
+            ),
+        },
+        "from": {
+            "type": "list",
+            "required": True,
+            "minlength": 1,
+            "schema": {"type": "string", "empty": False},
+            "meta": _m(
+                "来源：组名、主机名、all 或 IPv4 网段，如 [middleware]",
+                "sources: group, host, all or IPv4 network, e.g. [middleware]",
+            ),
+        },
+        "to": {
+            "type": "list",
+            "required": True,
+            "minlength": 1,
+            "schema": {"type": "string", "empty": False},
+            "meta": _m("目的：组名或主机名，如 [database]", "destinations: group or host names, e.g. [database]"),
+        },
+        "proto": {
+            "type": "string",
+            "required": True,
+            "allowed": ["tcp", "udp", "esp"],
+            "meta": _m("协议 tcp、udp 或 esp", "protocol tcp, udp or esp"),
+        },
+        "ports": {
+            "type": "list",
+            "schema": {"type": ["integer", "string"]},
+            "meta": _m('目的端口列表，如 [5432] 或 ["8000-8010"]', 'destination ports, e.g. [5432] or ["8000-8010"]'),
+        },
+        "purpose": {
+            "type": "string",
+            "required": True,
+            "empty": False,
+            "meta": _m("用途（中英文），写入报告", "purpose, in Chinese and English; shown in the report"),
+        },
+    },
+    "meta": _m(
+        "一条允许的流：name、from、to、proto、ports、purpose", "one allowed flow: name, from, to, proto, ports, purpose"
+    ),
+}
+
+DB_CLIENT: dict[str, Any] = {
+    "type": "dict",
+    "schema": {
+        "from": {
+            "type": "string",
+            "required": True,
+            "empty": False,
+            "meta": _m("客户端组名或主机名，如 middleware", "client group or host name, e.g. middleware"),
+        },
+        "database": {
+            "type": "string",
+            "required": True,
+            "regex": PG_NAME_RE,
+            "meta": _m("数据库名，如 exchange", "database name, e.g. exchange"),
+        },
+        "role": {
+            "type": "string",
+            "required": True,
+            "regex": PG_NAME_RE,
+            "meta": _m("数据库登录角色，如 exchange_app", "database login role, e.g. exchange_app"),
+        },
+    },
+    "meta": _m("一条 pg_hba 允许项：from、database、role", "one pg_hba allowance: from, database, role"),
+}
+
+DATABASE: dict[str, Any] = {
+    "port": {
+        "type": "integer",
+        "min": 1,
+        "max": 65535,
+        "meta": _m("数据库端口，默认 5432", "database port, default 5432"),
+    },
+    "databases": {
+        "type": "list",
+        "schema": {
+            "type": "dict",
+            "schema": {
+                "name": {
+                    "type": "string",
+                    "required": True,
+                    "regex": PG_NAME_RE,
+                    "meta": _m("数据库名", "database name"),
+                },
+                "owner": {
+                    "type": "string",
+                    "required": True,
+                    "regex": PG_NAME_RE,
+                    "meta": _m("属主角色", "owner role"),
+                },
+            },
+        },
+        "meta": _m("要创建的数据库：[{name, owner}]", "databases to create: [{name, owner}]"),
+    },
+    "clients": {
+        "type": "list",
+        "schema": DB_CLIENT,
+        "meta": _m("允许连接数据库的 (主机, 库, 角色)", "who may connect: (host, database, role)"),
+    },
+}
+
 SETTINGS: dict[str, Any] = {
     "hipgate": {
         "type": "dict",
@@ -168,6 +281,17 @@ SETTINGS: dict[str, Any] = {
                         "regex": IFACE_RE,
                         "meta": _m("医保专线网卡名，如 eth1", "leased-line (医保专线) NIC name, e.g. eth1"),
                     },
+                    "management_networks": {
+                        "type": "list",
+                        "required": True,
+                        "minlength": 1,
+                        "schema": {"type": "string", "check_with": "cidr"},
+                        "meta": _m(
+                            "管理网段 CIDR 列表（Ansible 控制节点与运维入口所在网段），如 [10.86.0.0/28]",
+                            "management networks as CIDRs (where Ansible and operators connect from), "
+                            "e.g. [10.86.0.0/28]",
+                        ),
+                    },
                     "platform_names": {
                         "type": "list",
                         "schema": {"type": "string", "regex": HOSTNAME_RE},
@@ -175,6 +299,16 @@ SETTINGS: dict[str, Any] = {
                     },
                 },
                 "meta": _m("网络参数", "network settings"),
+            },
+            "flows": {
+                "type": "list",
+                "schema": FLOW,
+                "meta": _m("访问关系矩阵（允许的流）", "the flow matrix (allowed flows)"),
+            },
+            "database": {
+                "type": "dict",
+                "schema": DATABASE,
+                "meta": _m("数据库访问声明", "database access declaration"),
             },
             "time": {
                 "type": "dict",

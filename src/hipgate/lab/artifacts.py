@@ -92,7 +92,10 @@ def lab_settings(lab: Lab) -> dict[str, object]:
                 "dns_servers": [natplat.address],
                 "leased_line_interface": "eth0",
                 "platform_names": ["platform.natplat.lab"],
+                # Ansible and testinfra reach lab hosts from the bridge address only.
+                "management_networks": [f"{lab.gateway}/32"],
             },
+            **lab_access(lab),
             "time": {"ntp_servers": [natplat.address]},
             "custodians": [
                 {"id": "custodian-a", "name": "保管人甲 / Custodian A", "organisation": "省医保信息中心"},
@@ -111,6 +114,71 @@ def lab_settings(lab: Lab) -> dict[str, object]:
     }
 
 
+def lab_access(lab: Lab) -> dict[str, object]:
+    """The reference topology's flow matrix and database clients; a lab of other hosts has none."""
+    groups = {g for h in lab.hosts for g in h.groups}
+    if not {"database", "middleware", "bastion", "vault", "backup_sites", "frontend", "natplat"} <= groups:
+        return {}
+    return reference_access()
+
+
+def reference_access() -> dict[str, object]:
+    """Flows and database clients of a deployment with every group of the reference topology."""
+    return {
+        "flows": [
+            {
+                "name": "app-to-db",
+                "from": ["middleware"],
+                "to": ["database"],
+                "proto": "tcp",
+                "ports": [5432],
+                "purpose": "中间件读写业务库 / the middleware reads and writes the exchange database",
+            },
+            {
+                "name": "admin-to-db",
+                "from": ["bastion"],
+                "to": ["database"],
+                "proto": "tcp",
+                "ports": [5432],
+                "purpose": "管理员经堡垒机维护数据库 / administrators maintain the database from the bastion",
+            },
+            {
+                "name": "secrets-api",
+                "from": ["all"],
+                "to": ["vault"],
+                "proto": "tcp",
+                "ports": [8200],
+                "purpose": "取用动态数据库凭据 / dynamic database credentials from OpenBao",
+            },
+            {
+                "name": "backup-to-sites",
+                "from": ["database"],
+                "to": ["backup_sites"],
+                "proto": "tcp",
+                "ports": [22],
+                "purpose": "pgBackRest 经 SSH 写入异地仓库 / pgBackRest writes the off-site repositories over SSH",
+            },
+            {
+                "name": "vpn-ike",
+                "from": ["frontend"],
+                "to": ["natplat"],
+                "proto": "udp",
+                "ports": [500, 4500],
+                "purpose": "前置机与国家平台的 IKEv2 / IKEv2 between the front-end server and the national platform",
+            },
+        ],
+        "database": {
+            "databases": [{"name": "exchange", "owner": "exchange_app"}],
+            "clients": [
+                {"from": "middleware", "database": "exchange", "role": "exchange_app"},
+                # Administrators' own audited roles, usable only from the bastion.
+                {"from": "bastion", "database": "exchange", "role": "ops_admin"},
+                {"from": "bastion", "database": "exchange", "role": "audit_admin"},
+            ],
+        },
+    }
+
+
 def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
     """Role variables that differ in the lab: container limits and the simulated national platform."""
     return {
@@ -120,8 +188,6 @@ def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
             # The lab shares this machine's kernel: no audit support, /proc/sys read-only.
             "baseline_auditd_start": False,
             "baseline_apply_kernel_sysctls": False,
-            # Ansible reaches lab hosts from the bridge address, inside the lab subnet.
-            "baseline_ssh_allowed_networks": [str(lab.subnet)],
             # The lab's CA and host keys live with the lab and go with `lab down`.
             "pki_dir": str(lab.directory / "pki"),
             # One person per administrator role (三员), to show and check the separation.

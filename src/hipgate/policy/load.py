@@ -48,6 +48,11 @@ class Control:
     checks: tuple[str, ...]
     parameters: dict[str, dict[str, Any]]
     waivers: tuple[Waiver, ...]
+    also: tuple[str, ...] = ()  # further roles enforcing it under the same tag
+
+    @property
+    def roles(self) -> str:
+        return ", ".join(r for r in (self.role, *self.also) if r)
 
     def params(self) -> dict[str, Any]:
         return {k: v["value"] for k, v in self.parameters.items()}
@@ -126,6 +131,17 @@ def _cross_checks(path: Path, controls: list[Control]) -> list[Problem]:
                     )
                 )
             else:
+                for extra in c.also:
+                    if not (roles_dir / extra).is_dir():
+                        problems.append(
+                            Problem(
+                                f"{where}.enforced_by.also",
+                                f"角色 {extra} 不存在。",
+                                f"role {extra} does not exist.",
+                                "使用 roles/ 下已有的角色。",
+                                "use a role under roles/.",
+                            )
+                        )
                 if not (roles_dir / c.role).is_dir():
                     problems.append(
                         Problem(
@@ -188,6 +204,7 @@ def load_policy(path: Path | str | None = None) -> Policy:
                 tuple(c["checks"]),
                 c["parameters"],
                 waivers,
+                tuple(enf.get("also") or ()),
             )
         )
     cross = _cross_checks(path, controls)

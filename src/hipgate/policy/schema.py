@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 CONTROL_ID_RE = r"^(GBT22239-8\.[0-9.]+(-[a-z]+)?|[A-Z][A-Z0-9]*(-[A-Za-z0-9.]+)+)$"
-TAG_RE = r"^gbt22239_[0-9.]+(-[a-z]+)?$"
+TAG_RE = r"^(gbt22239_[0-9.]+(-[a-z]+)?|hipgate_[a-z0-9_]+)$"
 SEVERITIES = ["high", "medium", "low"]
 SOURCES = ["standard", "practice", "law"]
 
@@ -100,6 +100,14 @@ CONTROL: dict[str, Any] = {
                     "type": "string",
                     "regex": TAG_RE,
                     "meta": _m("任务标签，如 gbt22239_8.1.4.1-a", "task tag, e.g. gbt22239_8.1.4.1-a"),
+                },
+                "also": {
+                    "type": "list",
+                    "schema": {"type": "string", "empty": False},
+                    "meta": _m(
+                        "其他同样落实该项（同一标签）的角色，如 [postgresql]",
+                        "other roles enforcing it under the same tag, e.g. [postgresql]",
+                    ),
                 },
                 "check_only": {
                     "type": "dict",

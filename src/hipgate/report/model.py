@@ -16,15 +16,17 @@ from hipgate.errors import UserError, fail
 from hipgate.report.results_schema import RESULTS_SCHEMA
 from hipgate.validation import validate_document
 
-PASS, FAIL, WAIVED, MISSING = "pass", "fail", "waived", "missing"
+PASS, FAIL, WAIVED, MISSING, NA = "pass", "fail", "waived", "missing", "na"
 # A cell takes the worst status of its checks; a check with no result at all is worse than a waiver
-# because nothing was proven.
+# because nothing was proven. "na": none of the control's checks applies to that host (a database
+# check on the bastion); such cells count for nothing.
 _RANK = {PASS: 0, WAIVED: 1, MISSING: 2, FAIL: 3}
 STATUS_TEXT = {
     PASS: ("符合", "pass"),
     FAIL: ("不符合", "fail"),
     WAIVED: ("已豁免", "waived"),
     MISSING: ("未检查", "not checked"),
+    NA: ("不适用", "n/a"),
 }
 
 # The report's overall verdict, by its worst cell status: one wording for the page and the CLI.
@@ -86,6 +88,26 @@ class Report:
     def waivers(self) -> list[dict[str, Any]]:
         return [dict(w, control=c["id"]) for c in self.controls for w in c["waivers"]]
 
+    def data(self, key: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(result, its data[key]) for every result that carries that kind of structured evidence."""
+        return [(r, r["data"][key]) for r in self.doc["results"] if key in (r.get("data") or {})]
+
+    def reachability(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """The reachability matrix: target columns ("host:port") and one row per probing host."""
+        columns: list[str] = []
+        rows = []
+        for result, d in self.data("reachability"):
+            cells = {f"{p['to']}:{p['port']}": p for p in d["probes"]}
+            columns += [c for c in cells if c not in columns]
+            rows.append({"from": d["from"], "address": d["address"], "cells": cells, "result": result})
+
+        def order(col: str) -> tuple[int, str, int]:
+            host, _, port = col.rpartition(":")
+            return (self.hosts.index(host) if host in self.hosts else len(self.hosts), host, int(port))
+
+        rows.sort(key=lambda r: order(f"{r['from']}:0"))
+        return sorted(columns, key=order), rows
+
 
 def read_results(path: Path) -> tuple[dict[str, Any], str]:
     """Load and validate results.json; return it with the SHA-256 of its exact bytes."""
@@ -136,13 +158,18 @@ def build(path: Path) -> Report:
             results = by_cell.get((c["id"], h), [])
             # Every declared check must have reported, or the cell proves nothing about that check.
             reported = {r["check"] for r in results}
-            statuses = [r["status"] for r in results] + [MISSING for ch in c["checks"] if ch not in reported]
-            status = max(statuses, key=_RANK.__getitem__) if statuses else MISSING
+            applies = c.get("applies") or {}
+            expected = [ch for ch in c["checks"] if h in applies.get(ch, hosts)]
+            statuses = [r["status"] for r in results] + [MISSING for ch in expected if ch not in reported]
+            if not expected and not results:
+                status = NA
+            else:
+                status = max(statuses, key=_RANK.__getitem__) if statuses else MISSING
             cells[(c["id"], h)] = Cell(c["id"], h, status, results)
     sections: dict[str, Section] = {}
     for c in controls:
         sec = sections.setdefault(c["section"], Section(c["section"], c["section_zh"], c["section_en"]))
         sec.controls.append(c)
-        sec.counts.update(cells[(c["id"], h)].status for h in hosts)
-    counts: Counter[str] = Counter(cell.status for cell in cells.values())
+        sec.counts.update(cells[(c["id"], h)].status for h in hosts if cells[(c["id"], h)].status != NA)
+    counts: Counter[str] = Counter(cell.status for cell in cells.values() if cell.status != NA)
     return Report(doc, digest, path, hosts, controls, cells, list(sections.values()), counts)

@@ -41,6 +41,7 @@ _CONTROL = {
         "tag": {"type": "string", "nullable": True, "required": True},
         "check_only": {"type": "dict", "nullable": True, "required": True},
         "checks": {"type": "list", "required": True, "schema": {"type": "string"}},
+        "applies": {"type": "dict", "valuesrules": {"type": "list", "schema": {"type": "string"}}},
         "parameters": {"type": "dict", "required": True},
         "waivers": {
             "type": "list",
@@ -74,6 +75,7 @@ _RESULT = {
             "schema": {"expired": {"type": "boolean", "required": True}, **_WAIVER_FIELDS},
         },
         "checked_at": _s("检查时间", "when it was checked"),
+        "data": {"type": "dict"},
     },
 }
 
@@ -98,4 +100,5 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "counts": {"type": "dict", "required": True, "valuesrules": {"type": "integer"}},
     "controls": {"type": "list", "required": True, "minlength": 1, "schema": _CONTROL},
     "results": {"type": "list", "required": True, "schema": _RESULT},
+    "flows": {"type": "list", "schema": {"type": "dict"}},
 }

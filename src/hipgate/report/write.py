@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jinja2
 
-from hipgate.report.model import FAIL, MISSING, STATUS_TEXT, WAIVED, Report, build
+from hipgate.report.model import FAIL, MISSING, NA, STATUS_TEXT, WAIVED, Report, build
 
 
 def render_html(report: Report, generated_at: str) -> str:
@@ -38,7 +38,7 @@ def report_json(report: Report, generated_at: str) -> dict[str, object]:
         "checked": {"started_at": doc["started_at"], "finished_at": doc["finished_at"]},
         "waivers_evaluated_on": doc["waivers_evaluated_on"],
         "status": report.status,
-        "counts": {s: report.counts[s] for s in STATUS_TEXT},
+        "counts": {s: report.counts[s] for s in STATUS_TEXT if s != NA},
         "hosts": report.hosts,
         "sections": [
             {
@@ -53,6 +53,11 @@ def report_json(report: Report, generated_at: str) -> dict[str, object]:
         ],
         "matrix": {c["id"]: {cell.host: cell.status for cell in report.row(c["id"])} for c in report.controls},
         "waivers": report.waivers(),
+        "flows": report.doc.get("flows", []),
+        "reachability": [
+            {"from": row["from"], "address": row["address"], "probes": list(row["cells"].values())}
+            for row in report.reachability()[1]
+        ],
     }
 
 
@@ -64,6 +69,8 @@ def report_junit(report: Report) -> ET.ElementTree[ET.Element]:
         n = {"tests": 0, "failures": 0, "skipped": 0}
         for c in sec.controls:
             for cell in report.row(c["id"]):
+                if cell.status == NA:
+                    continue
                 n["tests"] += 1
                 case = ET.SubElement(suite, "testcase", classname=c["id"], name=cell.host)
                 lines = [f"[{r['status']}] {r['check']}: {r['summary_en']} / {r['summary_zh']}" for r in cell.results]

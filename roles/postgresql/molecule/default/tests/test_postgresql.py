@@ -46,7 +46,9 @@ def test_only_scram_hashes(host):
 def test_public_cannot_create_in_public_schema(host):
     on(host, "db")
     with host.sudo("postgres"):
-        out = host.check_output("psql -XAt -d exchange -c \"select has_schema_privilege('public', 'public', 'CREATE')\"")
+        out = host.check_output(
+            "psql -XAt -d exchange -c \"select has_schema_privilege('public', 'public', 'CREATE')\""
+        )
     assert out == "f"
 
 
