@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -44,3 +46,24 @@ def browser_render(page: Path, png: Path, width: int = 1400, height: int = 2400)
     subprocess.run([*base, f"--screenshot={png}", page.as_uri()], capture_output=True, timeout=120, check=True)
     dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True)
     return dom.stdout
+
+
+# Custody tests: the custodians the OpenBao fixture enrols.
+CUSTODIANS = ["custodian-a", "custodian-b", "custodian-c"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pg_login(port: int, password: str, role: str = "postgres") -> subprocess.CompletedProcess[str]:
+    """A password login over TCP; the password goes through the environment of psql only."""
+    return subprocess.run(
+        ["psql", "-XAt", "-h", "127.0.0.1", "-p", str(port), "-U", role, "-d", "postgres", "-c", "select 1"],
+        env={**os.environ, "PGPASSWORD": password},
+        capture_output=True,
+        text=True,
+        check=False,
+    )

@@ -1,0 +1,1 @@
+"""Split custody of database passwords: Shamir shares held in OpenBao/Vault, one custodian each."""

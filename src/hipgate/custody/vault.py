@@ -1,0 +1,160 @@
+"""OpenBao/Vault side of custody: where shares live, who may read them, and clear errors when the
+server is unreachable or sealed.
+
+Layout (one KV v2 mount, one userpass mount):
+  hipgate-custody/<system>/current                          which generation of shares is in force
+  hipgate-custody/<system>/<generation>/shares/<custodian>  one share, readable only by that custodian
+  hipgate-custody/<system>/<generation>/burned              set when a recovery exposed that password
+A new password gets a new generation; `current` moves only once the database has the new password,
+so a ceremony that fails half-way leaves the old password and its shares in force.
+Policies, generated from the inventory's custodians:
+  hipgate-custodian-<id>   read its own share of every system, and `current`
+  hipgate-custody-writer   write shares, never read them; move `current`; mark generations burned
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hvac
+import requests
+from hvac import exceptions as hv
+
+from hipgate.errors import fail
+
+KV_MOUNT = "hipgate-custody"
+AUTH_MOUNT = "hipgate-custodians"
+WRITER_POLICY = "hipgate-custody-writer"
+
+
+def custodian_policy(custodian: str) -> str:
+    return f"hipgate-custodian-{custodian}"
+
+
+def share_path(system: str, generation: str, custodian: str) -> str:
+    return f"{system}/{generation}/shares/{custodian}"
+
+
+def current_path(system: str) -> str:
+    return f"{system}/current"
+
+
+def _unavailable(addr: str, zh: str, en: str) -> Exception:
+    return fail(
+        addr,
+        f"密钥服务不可用：{zh}。未做任何更改。",
+        f"the secrets service is not available: {en}. Nothing was changed.",
+        "确认 OpenBao/Vault 已启动并已解封（bao status），再重试。",
+        "make sure OpenBao/Vault is running and unsealed (bao status), then retry.",
+        exit_code=4,
+    )
+
+
+def ready(client: hvac.Client) -> hvac.Client:
+    """Fail with a bilingual error, before any change, unless the server answers and is unsealed."""
+    addr = str(client.url)
+    try:
+        status = client.sys.read_seal_status()
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        kind = type(exc).__name__
+        raise _unavailable(addr, f"无法连接（{kind}）", f"cannot connect ({kind})") from None
+    if not status.get("initialized"):
+        raise _unavailable(addr, "尚未初始化", "it is not initialised")
+    if status.get("sealed"):
+        raise _unavailable(addr, "已封存（sealed）", "it is sealed")
+    return client
+
+
+def connect(addr: str, token: str | None = None, ca: str | None = None, timeout: int = 10) -> hvac.Client:
+    return ready(hvac.Client(url=addr, token=token, verify=ca or True, timeout=timeout))
+
+
+def provision(admin: hvac.Client, custodians: list[str]) -> None:
+    """Mounts and policies for the custodians (idempotent). Needs a token allowed to manage them."""
+    ready(admin)
+    mounts = admin.sys.list_mounted_secrets_engines()
+    if f"{KV_MOUNT}/" not in mounts.get("data", mounts):
+        admin.sys.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "2"})
+    auths = admin.sys.list_auth_methods()
+    if f"{AUTH_MOUNT}/" not in auths.get("data", auths):
+        admin.sys.enable_auth_method("userpass", path=AUTH_MOUNT)
+    admin.sys.create_or_update_policy(
+        WRITER_POLICY,
+        f'path "{KV_MOUNT}/data/+/+/shares/*" {{ capabilities = ["create", "update"] }}\n'
+        f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["create", "update", "read"] }}\n'
+        f'path "{KV_MOUNT}/data/+/+/burned" {{ capabilities = ["create", "update"] }}\n',
+    )
+    for c in custodians:
+        admin.sys.create_or_update_policy(
+            custodian_policy(c),
+            f'path "{KV_MOUNT}/data/+/+/shares/{c}" {{ capabilities = ["read"] }}\n'
+            f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["read"] }}\n',
+        )
+
+
+def enrol(admin: hvac.Client, custodian: str, password: str) -> None:
+    """Give a custodian a userpass login bound to their own policy only."""
+    admin.auth.userpass.create_or_update_user(
+        custodian, password=password, policies=[custodian_policy(custodian)], mount_point=AUTH_MOUNT
+    )
+
+
+def login(addr: str, custodian: str, password: str, ca: str | None = None) -> hvac.Client:
+    client = connect(addr, ca=ca)
+    try:
+        client.auth.userpass.login(custodian, password, mount_point=AUTH_MOUNT)
+    except (hv.InvalidRequest, hv.Forbidden):
+        raise fail(
+            custodian,
+            "保管人登录失败（用户名或口令错误）。",
+            "the custodian could not log in (wrong name or password).",
+            "由该保管人本人重新输入口令。",
+            "let the custodian type their own password again.",
+            exit_code=4,
+        ) from None
+    return client
+
+
+def _write(client: hvac.Client, path: str, data: dict[str, Any]) -> None:
+    ready(client).secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=KV_MOUNT)
+
+
+def _read(client: hvac.Client, path: str) -> dict[str, Any] | None:
+    try:
+        doc = ready(client).secrets.kv.v2.read_secret_version(
+            path=path, mount_point=KV_MOUNT, raise_on_deleted_version=True
+        )
+    except hv.InvalidPath:
+        return None
+    return dict(doc["data"]["data"])
+
+
+def write_share(writer: hvac.Client, system: str, generation: str, custodian: str, share: str) -> None:
+    _write(writer, share_path(system, generation, custodian), {"share": share})
+
+
+def read_share(client: hvac.Client, system: str, generation: str, custodian: str) -> str:
+    data = _read(client, share_path(system, generation, custodian))
+    if data is None:
+        raise fail(
+            f"{system}/{generation}",
+            f"保管人 {custodian} 在该代中没有分段。",
+            f"custodian {custodian} holds no share of this generation.",
+            "检查 custody status 中的保管人与代次。",
+            "check the custodians and generation in custody status.",
+            exit_code=4,
+        )
+    return str(data["share"])
+
+
+def current(client: hvac.Client, system: str) -> dict[str, Any] | None:
+    """{"generation", "threshold", "custodians", "set_at"} of the password in force, or None."""
+    return _read(client, current_path(system))
+
+
+def set_current(writer: hvac.Client, system: str, state: dict[str, Any]) -> None:
+    _write(writer, current_path(system), state)
+
+
+def burn(writer: hvac.Client, system: str, generation: str, reason: str) -> None:
+    _write(writer, f"{system}/{generation}/burned", {"reason": reason})
