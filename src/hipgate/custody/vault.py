@@ -65,6 +65,14 @@ def ready(client: hvac.Client) -> hvac.Client:
     return client
 
 
+def address(inv: Any) -> tuple[str, str | None]:
+    """Vault address and CA file of an inventory: hipgate.custody.vault_addr, else the first vault host."""
+    custody = inv.settings.get("custody") or {}
+    hosts = inv.group_hosts("vault")
+    addr = custody.get("vault_addr") or (f"https://{inv.address(hosts[0])}:8200" if hosts else "")
+    return str(addr).rstrip("/"), custody.get("ca_file")
+
+
 def connect(addr: str, token: str | None = None, ca: str | None = None, timeout: int = 10) -> hvac.Client:
     return ready(hvac.Client(url=addr, token=token, verify=ca or True, timeout=timeout))
 

@@ -345,6 +345,19 @@ SETTINGS: dict[str, Any] = {
                             f"custodians needed to recover (≥{MIN_THRESHOLD}, ≤ custodians)",
                         ),
                     },
+                    "vault_addr": {
+                        "type": "string",
+                        "regex": r"^https?://[^\s/]+(:[0-9]{1,5})?/?$",
+                        "meta": _m(
+                            "OpenBao/Vault 地址，默认 https://<vault 组首台主机>:8200",
+                            "OpenBao/Vault address, default https://<first vault host>:8200",
+                        ),
+                    },
+                    "ca_file": {
+                        "type": "string",
+                        "empty": False,
+                        "meta": _m("校验 Vault 证书的 CA 文件", "CA file that verifies Vault's certificate"),
+                    },
                 },
                 "meta": _m("分段保管参数", "split-custody settings"),
             },
