@@ -58,7 +58,8 @@ def init(
 def recover(system: str, custodian_clients: dict[str, hvac.Client], journal_path: Path) -> str:
     """Each logged-in custodian reads their own share (audited by Vault under their identity);
     with a quorum the password is rebuilt in memory and returned to the caller, which must use it
-    at once. The generation is marked burned: `custody rotate` must follow."""
+    at once. Custodians cannot write, so the exposed generation is marked burned by the next
+    `init` (custody rotate), which must follow; the journal records the recovery meanwhile."""
     if not custodian_clients:
         raise _quorum(system, 0, 0)
     first = next(iter(custodian_clients.values()))
