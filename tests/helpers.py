@@ -58,10 +58,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pg_login(port: int, password: str, role: str = "postgres") -> subprocess.CompletedProcess[str]:
+def pg_login(
+    port: int, password: str, role: str = "postgres", sql: str = "select 1"
+) -> subprocess.CompletedProcess[str]:
     """A password login over TCP; the password goes through the environment of psql only."""
     return subprocess.run(
-        ["psql", "-XAt", "-h", "127.0.0.1", "-p", str(port), "-U", role, "-d", "postgres", "-c", "select 1"],
+        ["psql", "-XAt", "-h", "127.0.0.1", "-p", str(port), "-U", role, "-d", "postgres", "-c", sql],
         env={**os.environ, "PGPASSWORD": password},
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hipgate import __version__
+from hipgate.cli_custody import custody_app
 from hipgate.errors import UserError, fail
 from hipgate.inventory import load_inventory
 from hipgate.paths import project_root
@@ -27,9 +28,6 @@ lab_app = typer.Typer(help="本机实验环境（真实 Linux 主机）/ the loc
 inv_app = typer.Typer(help="部署清单 / inventory.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(inv_app, name="inventory")
-custody_app = typer.Typer(
-    help="数据库口令分段保管 / split custody of database passwords (OpenBao/Vault).", no_args_is_help=True
-)
 app.add_typer(custody_app, name="custody")
 # soft_wrap: never break file paths in messages users copy from.
 out = Console(soft_wrap=True)
@@ -245,38 +243,6 @@ def report(
     out.print(f"结论 / verdict: {rep.verdict}")
     out.print(f"  html:  {target / 'report.html'}\n  json:  {target / 'report.json'}\n  junit: {target / 'junit.xml'}")
     out.print(f"  sha256(results.json): {rep.sha256}")
-
-
-@custody_app.command("status")
-def custody_status(
-    system: Annotated[str, typer.Argument(help="数据库主机名 / database host name")],
-    inventory: Annotated[Path, typer.Option("-i", "--inventory", help="部署清单目录 / inventory directory")],
-) -> None:
-    """保管人、门限、当前口令的代次与设置时间 / custodians, threshold, generation and time of the password in force.
-
-    令牌只从环境变量 BAO_TOKEN 或 VAULT_TOKEN 读取 / the token is read from BAO_TOKEN or VAULT_TOKEN only."""
-    from hipgate.custody import ceremony, vault
-
-    inv = load_inventory(inventory)
-    addr, ca = vault.address(inv)
-    token = os.environ.get("BAO_TOKEN") or os.environ.get("VAULT_TOKEN")
-    if not token:
-        raise fail(
-            "BAO_TOKEN",
-            "没有 Vault 令牌。",
-            "no Vault token.",
-            "在环境变量 BAO_TOKEN（或 VAULT_TOKEN）中提供令牌，不要写在命令行上。",
-            "put the token in the environment as BAO_TOKEN (or VAULT_TOKEN), never on the command line.",
-        )
-    state = ceremony.status(vault.connect(addr, token, ca), system)
-    if not state["in_custody"]:
-        out.print(f"{system}：尚无分段保管的口令。/ {system}: no password in split custody.")
-        raise typer.Exit(5)
-    out.print(
-        f"{system}: 代次 generation {state['generation']}，设置于 set at {state['set_at']}，"
-        f"门限 threshold {state['threshold']}/{len(state['custodians'])}，保管人 custodians: "
-        + ", ".join(state["custodians"])
-    )
 
 
 @app.command()

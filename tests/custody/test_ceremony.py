@@ -4,16 +4,14 @@ lands in the journal, the audit log, the database log or a process's command lin
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import hvac
 import pytest
 
-from helpers import CUSTODIANS, copy_example, edit_yaml, pg_login
+from helpers import CUSTODIANS, pg_login
 from hipgate.custody import ceremony, journal, postgres, shares, vault
 from hipgate.errors import UserError
 
@@ -117,27 +115,3 @@ def test_database_refusing_the_new_password_keeps_the_old_generation(bao: dict, 
         ceremony.init("db01", bao["writer"], CUSTODIANS, 2, superuser(pg), "no_such_role", log, "operator-1")
     assert ceremony.status(bao["writer"], "db01")["generation"] == first
     assert ceremony.recover("db01", {c: custodian(bao, c) for c in CUSTODIANS[1:]}, log) == password
-
-
-def test_status_command_reads_custody_from_the_inventorys_vault(bao: dict, pg: dict, tmp_path: Path) -> None:
-    inv = copy_example(tmp_path)
-    edit_yaml(
-        inv / "group_vars" / "all" / "hipgate.yml",
-        lambda d: d["hipgate"]["custody"].update(vault_addr=bao["addr"]),
-    )
-    hipgate = [str(Path(sys.executable).parent / "hipgate"), "custody", "status", "db01", "-i", str(inv)]
-
-    def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        clean = {k: v for k, v in os.environ.items() if k not in ("BAO_TOKEN", "VAULT_TOKEN")}
-        return subprocess.run(hipgate, env={**clean, **env}, capture_output=True, text=True, check=False)
-
-    token = {"BAO_TOKEN": bao["writer"].token}
-    assert run(token).returncode == 5  # nothing in custody yet
-    generation = init(bao, pg, tmp_path / "journal.jsonl")
-    res = run(token)
-    assert res.returncode == 0 and generation in res.stdout and "2/3" in res.stdout, res.stdout + res.stderr
-    missing = run({})
-    assert missing.returncode == 2 and "BAO_TOKEN" in missing.stdout + missing.stderr
-    bao["admin"].sys.seal()
-    sealed = run(token)
-    assert sealed.returncode == 4 and "已封存" in sealed.stdout + sealed.stderr

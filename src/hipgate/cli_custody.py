@@ -1,0 +1,260 @@
+"""`hipgate custody ...`: split custody of the database superuser password, and OpenBao's dynamic
+database logins. Tokens come from the environment or a 0600 file, custodians' passwords from a
+prompt; no secret is ever accepted on the command line."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from hipgate.errors import fail
+from hipgate.inventory import load_inventory
+
+custody_app = typer.Typer(
+    help="数据库口令分段保管 / split custody of database passwords (OpenBao/Vault).", no_args_is_help=True
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+System = Annotated[str, typer.Argument(help="数据库主机名 / database host name")]
+Inv = Annotated[Path, typer.Option("-i", "--inventory", help="部署清单目录 / inventory directory")]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file", help="含令牌的 0600 文件（否则读 BAO_TOKEN）/ 0600 file holding the token (else BAO_TOKEN)"
+    ),
+]
+Journal = Annotated[
+    Path | None, typer.Option("--journal", help="保管日志文件 / custody journal file (JSON lines, 0600)")
+]
+SUPERUSER = "postgres"
+
+
+def _token(token_file: Path | None) -> str:
+    if token_file is not None:
+        if not token_file.is_file():
+            raise fail(
+                str(token_file), "令牌文件不存在。", "the token file does not exist.", "检查路径。", "check the path."
+            )
+        if token_file.stat().st_mode & 0o077:
+            raise fail(
+                str(token_file),
+                "令牌文件可被他人读取。",
+                "the token file is readable by others.",
+                f"执行 chmod 600 {token_file}。",
+                f"run chmod 600 {token_file}.",
+            )
+        return token_file.read_text().strip()
+    token = os.environ.get("BAO_TOKEN") or os.environ.get("VAULT_TOKEN")
+    if not token:
+        raise fail(
+            "BAO_TOKEN",
+            "没有 Vault 令牌。",
+            "no Vault token.",
+            "在环境变量 BAO_TOKEN（或 VAULT_TOKEN）或 --token-file 指定的 0600 文件中提供令牌，不要写在命令行上。",
+            "put the token in BAO_TOKEN (or VAULT_TOKEN) or in a 0600 file given with --token-file, "
+            "never on the command line.",
+        )
+    return token
+
+
+def _journal(inv: Any, journal: Path | None) -> Path:
+    return journal or Path.home() / ".hipgate" / "custody" / Path(inv.path).resolve().name / "journal.jsonl"
+
+
+def _operator() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _database_host(inv: Any, system: str) -> str:
+    if system not in inv.group_hosts("database"):
+        raise fail(
+            "SYSTEM",
+            f"{system!r} 不是清单中 database 组的主机。",
+            f"{system!r} is not a host of the inventory's database group.",
+            "可选：" + "、".join(inv.group_hosts("database")),
+            "choose one of: " + ", ".join(inv.group_hosts("database")),
+        )
+    return system
+
+
+@custody_app.command("status")
+def status(system: System, inventory: Inv, token_file: TokenFile = None) -> None:
+    """保管人、门限、当前口令的代次与设置时间 / custodians, threshold, generation and time of the password in force."""
+    from hipgate.custody import ceremony, vault
+
+    inv = load_inventory(inventory)
+    addr, ca = vault.address(inv)
+    state = ceremony.status(vault.connect(addr, _token(token_file), ca), system)
+    if not state["in_custody"]:
+        out.print(f"{system}：尚无分段保管的口令。/ {system}: no password in split custody.")
+        raise typer.Exit(5)
+    out.print(
+        f"{system}: 代次 generation {state['generation']}，设置于 set at {state['set_at']}，"
+        f"门限 threshold {state['threshold']}/{len(state['custodians'])}，保管人 custodians: "
+        + ", ".join(state["custodians"])
+    )
+
+
+def _new_generation(system: str, inventory: Path, token_file: Path | None, journal: Path | None, rotate: bool) -> None:
+    from hipgate.custody import ceremony, remote, vault
+
+    inv = load_inventory(inventory)
+    db = _database_host(inv, system)
+    addr, ca = vault.address(inv)
+    writer = vault.connect(addr, _token(token_file), ca)
+    state = vault.current(writer, system)
+    if rotate and state is None:
+        raise fail(
+            system,
+            "尚无分段保管的口令。",
+            "no password is in custody yet.",
+            "先运行 custody init。",
+            "run custody init first.",
+        )
+    if not rotate and state is not None:
+        raise fail(
+            system,
+            f"口令已在分段保管中（代次 {state['generation']}）。",
+            f"a password is already in custody (generation {state['generation']}).",
+            "要更换口令请用 custody rotate。",
+            "use custody rotate to replace it.",
+        )
+    custodians = [c["id"] for c in inv.settings["custodians"]]
+    threshold = int(inv.settings["custody"]["threshold"])
+    generation = ceremony.init(
+        system, writer, custodians, threshold, remote.superuser(inv, db), SUPERUSER, _journal(inv, journal), _operator()
+    )
+    out.print(
+        f"{system}：新口令已生效并分为 {len(custodians)} 段（门限 {threshold}），代次 {generation}。"
+        "口令未在任何地方显示或保存。\n"
+        f"{system}: a new password is in force, split into {len(custodians)} shares (threshold {threshold}), "
+        f"generation {generation}. It was shown and stored nowhere."
+    )
+
+
+@custody_app.command("init")
+def init(system: System, inventory: Inv, token_file: TokenFile = None, journal: Journal = None) -> None:
+    """生成超级用户口令、生效并分段保管 / generate the superuser password, set it, split it.
+
+    令牌只需 hipgate-custody-writer 策略，读不到任何分段 /
+    the token needs only the writer policy, which cannot read shares."""
+    _new_generation(system, inventory, token_file, journal, rotate=False)
+
+
+@custody_app.command("rotate")
+def rotate(system: System, inventory: Inv, token_file: TokenFile = None, journal: Journal = None) -> None:
+    """更换口令并重新分段；旧代次标记为作废 / replace the password and re-split; the old generation is burned."""
+    _new_generation(system, inventory, token_file, journal, rotate=True)
+
+
+@custody_app.command("recover")
+def recover(
+    system: System,
+    inventory: Inv,
+    custodian: Annotated[
+        list[str], typer.Option("--custodian", help="到场的保管人 id（每人一次）/ a custodian present (repeat)")
+    ],
+    print_once: Annotated[
+        bool, typer.Option("--print", help="在终端显示一次口令 / show the password once on the terminal")
+    ] = False,
+    session: Annotated[
+        int,
+        typer.Option(
+            "--session",
+            min=0,
+            max=240,
+            help="经堡垒机开启 N 分钟的应急 psql 会话 / break-glass psql from the bastion for N minutes",
+        ),
+    ] = 0,
+    journal: Journal = None,
+) -> None:
+    """保管人各自输入口令，恢复超级用户口令 / a quorum of custodians recover it, each typing their own password.
+
+    之后必须运行 custody rotate / custody rotate must follow."""
+    from hipgate.custody import ceremony, remote, vault
+
+    inv = load_inventory(inventory)
+    db = _database_host(inv, system)
+    if print_once == bool(session):
+        raise fail(
+            "--print/--session",
+            "请选择且只选择一种用法：--print 或 --session 分钟数。",
+            "choose exactly one use: --print or --session MINUTES.",
+            "应急操作优先用 --session（口令不显示）。",
+            "prefer --session for break-glass work (the password is never shown).",
+        )
+    if print_once and not sys.stdout.isatty():
+        raise fail(
+            "--print",
+            "标准输出不是终端，拒绝显示口令（以免写入文件或管道）。",
+            "standard output is not a terminal; refusing to print the password into a file or pipe.",
+            "在终端中运行，或使用 --session。",
+            "run it on a terminal, or use --session.",
+        )
+    known = {c["id"] for c in inv.settings["custodians"]}
+    unknown = [c for c in custodian if c not in known]
+    if unknown or len(set(custodian)) != len(custodian):
+        raise fail(
+            "--custodian",
+            f"保管人无效或重复：{', '.join(unknown) or ', '.join(custodian)}",
+            f"unknown or repeated custodian: {', '.join(unknown) or ', '.join(custodian)}",
+            "清单中的保管人：" + "、".join(sorted(known)),
+            "custodians in the inventory: " + ", ".join(sorted(known)),
+        )
+    addr, ca = vault.address(inv)
+    vault.connect(addr, ca=ca)  # sealed or unreachable: say so before anyone types a password
+    clients = {}
+    for c in custodian:
+        secret = typer.prompt(f"保管人 {c} 的口令 / password of custodian {c}", hide_input=True, err=True)
+        clients[c] = vault.login(addr, c, secret, ca)
+    password = ceremony.recover(system, clients, _journal(inv, journal))
+    err.print("已恢复。完成后必须运行 custody rotate。/ Recovered. custody rotate must follow.")
+    if print_once:
+        out.print(password, markup=False, highlight=False)
+        return
+    sql = None if sys.stdin.isatty() else sys.stdin.read()
+    rc = remote.breakglass(inv, db, password, session, tty=sys.stdin.isatty(), sql=sql)
+    raise typer.Exit(rc)
+
+
+@custody_app.command("engine")
+def engine_setup(
+    system: System,
+    inventory: Inv,
+    client_ca: Annotated[
+        Path, typer.Option("--client-ca", help="签发主机证书的 CA / CA that issued the hosts' certificates")
+    ],
+    token_file: TokenFile = None,
+) -> None:
+    """数据库引擎：为中间件与堡垒机签发短期账号 / database engine: short-lived logins for middleware and bastion.
+
+    需要可管理挂载与策略的令牌（初始化时的 root 令牌）/
+    needs a token that manages mounts and policies (the root token at initialisation)."""
+    from hipgate.custody import engine, remote, vault
+
+    inv = load_inventory(inventory)
+    db = _database_host(inv, system)
+    addr, ca = vault.address(inv)
+    admin = vault.connect(addr, _token(token_file), ca)
+    matrix = inv.flow_matrix()
+    clients = (inv.settings.get("database") or {}).get("clients") or []
+    groups = sorted({c["role"] for c in clients})
+    conn = engine.Connection(system, inv.address(db), matrix.db_port, sslrootcert=remote.CA_ON_HOSTS)
+    fresh = engine.connect_broker(admin, conn, remote.superuser(inv, db), groups)
+    by_host: dict[str, list[str]] = {}
+    for c in clients:
+        engine.define_role(admin, system, c["role"])
+        for h in matrix.topology.hosts_of(c["from"]) or []:
+            by_host.setdefault(h, []).append(engine.policy_name(system, c["role"]))
+    engine.grant_hosts(admin, by_host, client_ca.read_text(), {h: inv.address(h) for h in by_host})
+    out.print(
+        ("已连接并轮换 OpenBao 的数据库口令。/ connected; OpenBao's database password rotated.\n" if fresh else "")
+        + "\n".join(f"  {h}: {', '.join(p)}" for h, p in sorted(by_host.items()))
+    )

@@ -1,0 +1,86 @@
+"""Reaching a deployed system the way Ansible does (the inventory's ssh settings): psql as the
+cluster's superuser on the database host, and the break-glass session from the bastion.
+Secrets travel on ssh's stdin only, never on a command line."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from typing import Any
+
+from hipgate.custody import postgres
+from hipgate.errors import fail
+
+PSQL = "psql -XAtq -v ON_ERROR_STOP=1"
+CA_ON_HOSTS = "/etc/hipgate/pki/ca.crt"  # the pki role's CA certificate on every managed host
+
+
+def _host_vars(inv: Any, host: str) -> dict[str, Any]:
+    return {**inv.vars, **inv.hosts[host]}
+
+
+def ssh(inv: Any, host: str, remote: str, tty: bool = False) -> list[str]:
+    """ssh argv for one remote shell command on an inventory host, with the inventory's options."""
+    hv = _host_vars(inv, host)
+    argv = ["ssh", *shlex.split(str(hv.get("ansible_ssh_common_args", "")))]
+    if hv.get("ansible_ssh_private_key_file"):
+        argv += ["-i", str(hv["ansible_ssh_private_key_file"])]
+    if hv.get("ansible_user"):
+        argv += ["-l", str(hv["ansible_user"])]
+    if hv.get("ansible_port"):
+        argv += ["-p", str(hv["ansible_port"])]
+    argv += ["-o", "BatchMode=yes"]
+    if tty:
+        argv.append("-t")
+    return [*argv, str(hv["ansible_host"]), remote]
+
+
+def superuser(inv: Any, db_host: str) -> postgres.Superuser:
+    """SQL as `postgres` on the database host (peer authentication over the local socket)."""
+    return postgres.Superuser(tuple(ssh(inv, db_host, f"sudo -n -u postgres {PSQL} -f -")), db_host)
+
+
+def breakglass(inv: Any, db_host: str, password: str, minutes: int, tty: bool, sql: str | None) -> int:
+    """A psql session as the superuser from the bastion (the only host pg_hba lets it log in from),
+    ended after `minutes`. The password sits in a 0600 pgpass file of the session's user on the
+    bastion for that time only: removed when psql ends, and by a timer if the session is cut."""
+    bastions = inv.group_hosts("bastion")
+    if not bastions:
+        raise fail(
+            "bastion",
+            "清单中没有堡垒机，无法开启应急会话。",
+            "the inventory has no bastion; no break-glass session is possible.",
+            "在 bastion 组中加入堡垒机，或只用 --print。",
+            "add the bastion to the bastion group, or use --print.",
+        )
+    bastion, seconds = bastions[0], minutes * 60
+    port = int((inv.settings.get("database") or {}).get("port", 5432))
+    place = (
+        'umask 077 && f=$(mktemp) && cat > "$f" && '
+        f'(nohup sh -c "sleep {seconds + 60}; rm -f $f" >/dev/null 2>&1 &) && echo "$f"'
+    )
+    res = subprocess.run(
+        ssh(inv, bastion, place),
+        input=f"{inv.address(db_host)}:{port}:*:postgres:{password}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    path = res.stdout.strip()
+    if res.returncode != 0 or not path.startswith("/"):
+        raise fail(
+            bastion,
+            f"无法在堡垒机上准备会话：{res.stderr.strip()[:200]}",
+            f"could not prepare the session on the bastion: {res.stderr.strip()[:200]}",
+            "确认可以 ssh 登录堡垒机。",
+            "make sure ssh to the bastion works.",
+            exit_code=4,
+        )
+    conninfo = (
+        f"host={inv.address(db_host)} port={port} dbname=postgres user=postgres "
+        f"sslmode=verify-full sslrootcert={CA_ON_HOSTS}"
+    )
+    q = shlex.quote(path)
+    session = f"PGPASSFILE={q} timeout {seconds} psql -X {shlex.quote(conninfo)}; rc=$?; rm -f {q}; exit $rc"
+    return subprocess.run(ssh(inv, bastion, session, tty=tty), input=sql, text=True, check=False).returncode
