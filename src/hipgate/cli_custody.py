@@ -224,37 +224,108 @@ def recover(
     raise typer.Exit(rc)
 
 
-@custody_app.command("engine")
-def engine_setup(
-    system: System,
-    inventory: Inv,
-    client_ca: Annotated[
-        Path, typer.Option("--client-ca", help="签发主机证书的 CA / CA that issued the hosts' certificates")
-    ],
-    token_file: TokenFile = None,
-) -> None:
-    """数据库引擎：为中间件与堡垒机签发短期账号 / database engine: short-lived logins for middleware and bastion.
-
-    需要可管理挂载与策略的令牌（初始化时的 root 令牌）/
-    needs a token that manages mounts and policies (the root token at initialisation)."""
-    from hipgate.custody import engine, remote, vault
+def _configure_engine(admin: Any, inventory: Path, client_ca: Path) -> list[str]:
+    """The database engine for every database host of the inventory; lines saying who gets what."""
+    from hipgate.custody import engine, remote
 
     inv = load_inventory(inventory)
-    db = _database_host(inv, system)
-    addr, ca = vault.address(inv)
-    admin = vault.connect(addr, _token(token_file), ca)
     matrix = inv.flow_matrix()
     clients = (inv.settings.get("database") or {}).get("clients") or []
     groups = sorted({c["role"] for c in clients})
-    conn = engine.Connection(system, inv.address(db), matrix.db_port, sslrootcert=remote.CA_ON_HOSTS)
-    fresh = engine.connect_broker(admin, conn, remote.superuser(inv, db), groups)
-    by_host: dict[str, list[str]] = {}
-    for c in clients:
-        engine.define_role(admin, system, c["role"])
-        for h in matrix.topology.hosts_of(c["from"]) or []:
-            by_host.setdefault(h, []).append(engine.policy_name(system, c["role"]))
-    engine.grant_hosts(admin, by_host, client_ca.read_text(), {h: inv.address(h) for h in by_host})
-    out.print(
-        ("已连接并轮换 OpenBao 的数据库口令。/ connected; OpenBao's database password rotated.\n" if fresh else "")
-        + "\n".join(f"  {h}: {', '.join(p)}" for h, p in sorted(by_host.items()))
-    )
+    lines = []
+    for system in inv.group_hosts("database"):
+        conn = engine.Connection(system, inv.address(system), matrix.db_port, sslrootcert=remote.CA_ON_HOSTS)
+        if engine.connect_broker(admin, conn, remote.superuser(inv, system), groups):
+            lines.append(f"{system}: 已连接并轮换 OpenBao 的数据库口令 / connected, OpenBao's DB password rotated")
+        by_host: dict[str, list[str]] = {}
+        for c in clients:
+            engine.define_role(admin, system, c["role"])
+            for h in matrix.topology.hosts_of(c["from"]) or []:
+                by_host.setdefault(h, []).append(engine.policy_name(system, c["role"]))
+        engine.grant_hosts(admin, by_host, client_ca.read_text(), {h: inv.address(h) for h in by_host})
+        lines += [f"  {h}: {', '.join(p)}" for h, p in sorted(by_host.items())]
+    return lines
+
+
+ClientCa = Annotated[
+    Path | None,
+    typer.Option("--client-ca", help="签发主机证书的 CA / CA that issued the hosts' certificates"),
+]
+
+
+@custody_app.command("engine")
+def engine_setup(inventory: Inv, client_ca: ClientCa, token_file: TokenFile = None) -> None:
+    """数据库引擎：为中间件与堡垒机签发短期账号 / database engine: short-lived logins for middleware and bastion.
+
+    需要可管理挂载与策略的令牌（generate-root 生成的 root 令牌）/
+    needs a token that manages mounts and policies (a root token from generate-root)."""
+    from hipgate.custody import vault
+
+    inv = load_inventory(inventory)
+    addr, ca = vault.address(inv)
+    admin = vault.connect(addr, _token(token_file), ca)
+    out.print("\n".join(_configure_engine(admin, inventory, _required_ca(client_ca))))
+
+
+def _required_ca(client_ca: Path | None) -> Path:
+    if client_ca is None or not client_ca.is_file():
+        raise fail(
+            "--client-ca",
+            "缺少签发主机证书的 CA 文件。",
+            "the CA file that issued the hosts' certificates is missing.",
+            "指定 pki 目录中的 ca.crt。",
+            "give ca.crt from the pki directory.",
+        )
+    return client_ca
+
+
+@custody_app.command("setup")
+def setup(
+    addr: Annotated[str, typer.Option("--addr", help="OpenBao 地址 / OpenBao address")],
+    custodian: Annotated[list[str], typer.Option("--custodian", help="保管人 id（每人一次）/ custodian id (repeat)")],
+    threshold: Annotated[int, typer.Option("--threshold", min=2, help="门限 / threshold")],
+    key_dir: Annotated[Path, typer.Option("--key-dir", help="保管人文件目录 / directory for custodians' files")],
+    ca: Annotated[Path | None, typer.Option("--ca", help="校验服务器证书的 CA / CA of the server")] = None,
+    pgp_key: Annotated[
+        list[str] | None, typer.Option("--pgp-key", help="ID=FILE：保管人 PGP 公钥 / a custodian's PGP public key")
+    ] = None,
+    engine_inventory: Annotated[
+        Path | None, typer.Option("--engine-inventory", help="同时配置其数据库引擎 / also set up its database engine")
+    ] = None,
+    client_ca: ClientCa = None,
+) -> None:
+    """初始化并配置新的 OpenBao（一次），再吊销 root 令牌 / initialise and configure a new OpenBao once, revoke root.
+
+    已初始化且没有 root 令牌时什么也不改 / with the server initialised and no root token, changes nothing.
+    Prints one JSON line: {"changed", "initialised", "configured", "enrolled", "engine"}."""
+    import json
+
+    import hvac
+
+    from hipgate.custody import server, vault
+
+    if threshold > len(custodian):
+        raise fail("--threshold", "门限大于保管人数。", "threshold exceeds the custodians.", "减小门限。", "lower it.")
+    pgp = dict(item.split("=", 1) for item in pgp_key or [])
+    people = [{"id": c, "pgp_public_key_file": pgp.get(c)} for c in custodian]
+    verify: str | bool = str(ca) if ca else True
+    client = hvac.Client(url=addr, verify=verify, timeout=30)
+    initialised = server.initialise(client, people, threshold, key_dir)
+    root_token = os.environ.get("BAO_TOKEN") or server.pending_root(key_dir)
+    if (
+        client.sys.read_seal_status().get("sealed")
+        and server.pending_root(key_dir)
+        and all(pgp.get(c) for c in custodian)
+    ):
+        raise server.sealed_after_pgp_init(addr, threshold)
+    report: dict[str, Any] = {"changed": initialised, "initialised": initialised, "configured": False}
+    if root_token:
+        root = vault.connect(addr, root_token, str(ca) if ca else None)
+        report["enrolled"] = server.configure(root, custodian, key_dir)
+        if engine_inventory is not None:
+            report["engine"] = _configure_engine(root, engine_inventory, _required_ca(client_ca))
+        server.finish(root, key_dir)
+        report.update(changed=True, configured=True)
+    else:
+        vault.ready(client)  # sealed or unreachable: say so
+    out.print(json.dumps(report, ensure_ascii=False), markup=False, highlight=False)

@@ -121,3 +121,44 @@ def pg() -> Iterator[dict]:
     finally:
         stop(proc)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def bao_server(tmp_path: Path) -> Iterator[dict]:
+    """A real (non-dev) OpenBao: raft storage and a file audit device, as the vault role configures
+    it, on loopback without TLS. `restart()` stops it by PID and starts it again (sealed)."""
+    port = free_port()
+    data = tmp_path / "raft"
+    data.mkdir()
+    config = tmp_path / "openbao.hcl"
+    config.write_text(
+        f'storage "raft" {{\n  path = "{data}"\n  node_id = "test"\n}}\n'
+        f'listener "tcp" {{\n  address = "127.0.0.1:{port}"\n  tls_disable = true\n}}\n'
+        f'api_addr = "http://127.0.0.1:{port}"\ncluster_addr = "http://127.0.0.1:{free_port()}"\n'
+        "disable_mlock = true\n"
+        f'audit "file" "hipgate" {{\n  options {{\n    file_path = "{tmp_path / "audit.log"}"\n  }}\n}}\n'
+    )
+    addr = f"http://127.0.0.1:{port}"
+    state: dict = {}
+
+    def start() -> None:
+        with open(os.open(tmp_path / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as out:
+            state["proc"] = subprocess.Popen(
+                [str(BAO), "server", f"-config={config}"], stdout=out, stderr=subprocess.STDOUT
+            )
+        for _ in range(100):
+            try:
+                hvac.Client(url=addr).sys.read_seal_status()
+                return
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.1)
+
+    def restart() -> None:
+        stop(state["proc"])
+        start()
+
+    start()
+    try:
+        yield {"addr": addr, "audit": tmp_path / "audit.log", "restart": restart, "dir": tmp_path}
+    finally:
+        stop(state["proc"])

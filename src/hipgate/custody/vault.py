@@ -8,7 +8,7 @@ Layout (one KV v2 mount, one userpass mount):
 A new password gets a new generation; `current` moves only once the database has the new password,
 so a ceremony that fails half-way leaves the old password and its shares in force.
 Policies, generated from the inventory's custodians:
-  hipgate-custodian-<id>   read its own share of every system, and `current`
+  hipgate-custodian-<id>   read its own share of every system, and `current`; change its password
   hipgate-custody-writer   write shares, never read them; move `current`; mark generations burned
 """
 
@@ -96,7 +96,9 @@ def provision(admin: hvac.Client, custodians: list[str]) -> None:
         admin.sys.create_or_update_policy(
             custodian_policy(c),
             f'path "{KV_MOUNT}/data/+/+/shares/{c}" {{ capabilities = ["read"] }}\n'
-            f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["read"] }}\n',
+            f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["read"] }}\n'
+            # Custodians replace the first password they were given; nobody else learns the new one.
+            f'path "auth/{AUTH_MOUNT}/users/{c}/password" {{ capabilities = ["update"] }}\n',
         )
 
 

@@ -1,0 +1,112 @@
+"""Bringing a new OpenBao server into service for custody, once: initialise it with one unseal key
+per custodian, configure custody with the root token, hand the operator a writer-only token, and
+revoke the root token. A later run with no root token changes nothing.
+
+Files on the control node (key_dir, 0700; every file 0600). Each custodian's files are to be
+handed to that custodian and removed: whoever holds a quorum of unseal keys can make a new root
+token (`bao operator generate-root`), which is how the configuration is changed later.
+  <custodian>.unseal-key    the custodian's unseal key (PGP-encrypted when they gave a key)
+  <custodian>.login         their first password for auth/hipgate-custodians (they change it)
+  operator.token            writer-only token for `custody init/rotate/status`
+  root-token.pending        only between initialisation and the end of configuration
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import hvac
+import requests
+
+from hipgate.custody import vault
+from hipgate.errors import fail
+
+PENDING_ROOT = "root-token.pending"
+OPERATOR_TOKEN = "operator.token"
+OPERATOR_PERIOD = "768h"  # renewable; expires if unused for a month
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _status(client: hvac.Client) -> dict[str, Any]:
+    try:
+        return dict(client.sys.read_seal_status())
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+        vault.ready(client)  # raises the bilingual "cannot connect"
+        raise
+
+
+def initialise(client: hvac.Client, custodians: list[dict[str, Any]], threshold: int, key_dir: Path) -> bool:
+    """Initialise once; returns False when the server already was. The root token goes to a pending
+    file at once, so an interrupted run resumes instead of leaving a server nobody can configure."""
+    if _status(client).get("initialized"):
+        return False
+    pgp = [c.get("pgp_public_key_file") for c in custodians]
+    use_pgp = all(pgp)
+    keys = [Path(str(p)).read_text().strip() for p in pgp] if use_pgp else None
+    result = client.sys.initialize(secret_shares=len(custodians), secret_threshold=threshold, pgp_keys=keys)
+    _write_private(key_dir / PENDING_ROOT, result["root_token"])
+    for c, key in zip(custodians, result["keys_base64"], strict=True):
+        _write_private(key_dir / f"{c['id']}.unseal-key", key + "\n")
+    if not use_pgp:  # the keys are in this process anyway: unseal once so configuration can go on
+        for key in result["keys_base64"][:threshold]:
+            client.sys.submit_unseal_key(key)
+    return True
+
+
+def pending_root(key_dir: Path) -> str | None:
+    path = key_dir / PENDING_ROOT
+    return path.read_text().strip() if path.is_file() else None
+
+
+def configure(root: hvac.Client, custodians: list[str], key_dir: Path) -> list[str]:
+    """Mounts and policies, a login for every custodian not yet enrolled (first password to their
+    file), a writer-only operator token if there is none. Returns the newly enrolled custodians."""
+    vault.provision(root, custodians)
+    enrolled = []
+    for c in custodians:
+        if _user_exists(root, c):
+            continue
+        password = secrets.token_urlsafe(18)
+        vault.enrol(root, c, password)
+        _write_private(key_dir / f"{c}.login", password + "\n")
+        enrolled.append(c)
+    if not (key_dir / OPERATOR_TOKEN).is_file():
+        token = root.auth.token.create_orphan(policies=[vault.WRITER_POLICY], period=OPERATOR_PERIOD)
+        _write_private(key_dir / OPERATOR_TOKEN, token["auth"]["client_token"] + "\n")
+    return enrolled
+
+
+def _user_exists(root: hvac.Client, custodian: str) -> bool:
+    try:
+        root.auth.userpass.read_user(custodian, mount_point=vault.AUTH_MOUNT)
+    except hvac.exceptions.InvalidPath:
+        return False
+    return True
+
+
+def finish(root: hvac.Client, key_dir: Path) -> None:
+    """Revoke the root token; nobody holds one from here on."""
+    root.auth.token.revoke_self()
+    (key_dir / PENDING_ROOT).unlink(missing_ok=True)
+
+
+def sealed_after_pgp_init(addr: str, threshold: int) -> Exception:
+    return fail(
+        addr,
+        f"OpenBao 已初始化，解封密钥已用保管人的 PGP 公钥加密。需 {threshold} 名保管人各自解密并执行 "
+        "bao operator unseal，然后重新运行本剧本完成配置。",
+        f"OpenBao is initialised; the unseal keys are encrypted to the custodians' PGP keys. {threshold} "
+        "custodians must each decrypt theirs and run bao operator unseal; then run this playbook again.",
+        "保管人：base64 -d <id>.unseal-key | gpg -d，再执行 bao operator unseal",
+        "custodians: base64 -d <id>.unseal-key | gpg -d, then bao operator unseal",
+        exit_code=4,
+    )
