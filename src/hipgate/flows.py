@@ -22,7 +22,11 @@ ALL = "all"  # every managed host
 # Hosts hipgate does not manage: the national platform, the lab's unauthorised host, simulated peers.
 UNMANAGED_GROUPS = ("natplat", "outsider", "simulated_peers")
 # Seed requirement 严禁未经授权直接访问后台数据库: only these groups may reach the database port.
-DB_CLIENT_GROUPS = ("middleware", "bastion")
+# `vault` is OpenBao's database engine, which makes the short-lived logins the other two use; its
+# own PostgreSQL role can create logins but is no superuser, and nobody knows its password.
+DB_CLIENT_GROUPS = ("middleware", "bastion", "vault")
+VAULT_PORT = 8200
+BROKER_ROLE = "hipgate_vault"  # also in roles/postgresql/defaults/main.yml (postgresql_system_clients)
 DEFAULT_DB_PORT = 5432
 SSH_PORT = 22
 LOG_COLLECTOR_PORT = 6514
@@ -103,7 +107,18 @@ def _ports(raw: Iterable[Any]) -> tuple[tuple[int, int], ...] | str:
     return tuple(out)
 
 
-def implied_flows(groups: dict[str, list[str]], management_networks: list[str]) -> list[Flow]:
+def implied_db_clients(groups: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """pg_hba entries hipgate itself needs (the postgresql role writes the same ones): OpenBao's
+    engine, and the superuser's break-glass login from the bastion with the password in custody."""
+    clients = []
+    if groups.get("vault"):
+        clients.append({"from": "vault", "database": "postgres", "role": BROKER_ROLE, "implied": True})
+    if groups.get("bastion"):
+        clients.append({"from": "bastion", "database": "postgres", "role": "postgres", "implied": True})
+    return clients
+
+
+def implied_flows(groups: dict[str, list[str]], management_networks: list[str], db_port: int) -> list[Flow]:
     """Flows hipgate itself needs on every deployment; never cut, shown in the report as implied."""
     flows = [
         Flow(
@@ -140,6 +155,30 @@ def implied_flows(groups: dict[str, list[str]], management_networks: list[str]) 
                 True,
             )
         )
+    if groups.get("vault"):
+        flows.append(
+            Flow(
+                "custody-api",
+                tuple(management_networks),
+                ("vault",),
+                "tcp",
+                ((VAULT_PORT, VAULT_PORT),),
+                "保管人与运维人员使用 OpenBao / custodians and operators reach OpenBao",
+                True,
+            )
+        )
+        if groups.get("database"):
+            flows.append(
+                Flow(
+                    "secrets-to-db",
+                    ("vault",),
+                    ("database",),
+                    "tcp",
+                    ((db_port, db_port),),
+                    "OpenBao 创建短期数据库账号 / OpenBao makes short-lived database logins",
+                    True,
+                )
+            )
     return flows
 
 
@@ -336,7 +375,7 @@ def build_matrix(settings: dict[str, Any], topo: Topology, where: str) -> tuple[
     database = settings.get("database") or {}
     db_port = int(database.get("port", DEFAULT_DB_PORT))
     declared, problems = parse_flows(settings.get("flows") or [], topo, f"{where}: hipgate.flows")
-    flows = implied_flows(topo.groups, list(network.get("management_networks") or [])) + declared
+    flows = implied_flows(topo.groups, list(network.get("management_networks") or []), db_port) + declared
     problems += _conflicts(flows, topo, db_port, f"{where}: hipgate.flows")
     matrix = FlowMatrix(topo, flows, db_port)
     problems += _db_client_problems(database.get("clients") or [], matrix, f"{where}: hipgate.database.clients")

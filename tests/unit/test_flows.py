@@ -36,8 +36,10 @@ def test_rules_per_host_from_the_example(inventory: Path) -> None:
     inv = load_inventory(inventory)
     m = inv.flow_matrix()
     db = {r.flow: r for r in m.rules_for("db01")}
-    # Database: ssh from management and bastion (implied), 5432 only from middleware and bastion.
-    assert set(db) == {"management-ssh", "bastion-ssh", "app-to-db", "admin-to-db"}
+    # Database: ssh from management and bastion (implied), 5432 only from middleware, bastion and
+    # OpenBao's database engine (implied).
+    assert set(db) == {"management-ssh", "bastion-ssh", "app-to-db", "admin-to-db", "secrets-to-db"}
+    assert db["secrets-to-db"].implied and db["secrets-to-db"].sources == (f"{inv.address('vault01')}/32",)
     assert db["app-to-db"].sources == ("10.86.1.30/32",) and db["app-to-db"].ports == "5432"
     assert db["management-ssh"].implied and not db["app-to-db"].implied
     # The bastion gets operators' ssh, and no rule allowing itself.
@@ -47,6 +49,8 @@ def test_rules_per_host_from_the_example(inventory: Path) -> None:
     # `all` means every managed host, never the national platform.
     vault = {r.flow: r for r in m.rules_for("vault01")}
     assert "10.123.0.1/32" not in vault["secrets-api"].sources and "10.86.1.10/32" in vault["secrets-api"].sources
+    # Custodians reach OpenBao from the management networks (implied).
+    assert vault["custody-api"].implied and vault["custody-api"].ports == "8200"
     # The log collector accepts syslog over TLS from every managed host (implied by its group).
     assert "log-collection" in bastion and bastion["log-collection"].ports == "6514"
     # natplat is not managed: flows to it produce no rule anywhere managed.

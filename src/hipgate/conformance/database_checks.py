@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from hipgate.conformance.checks import MANAGED, Context, Outcome, Probe, _quote, scoped
+from hipgate.flows import implied_db_clients
 
 DB = "database"
 # Every PostgreSQL setting the checks read, in one query.
@@ -243,7 +244,7 @@ def database_access_enforced(host: Any, params: dict[str, Any], ctx: Context) ->
     inv = ctx.inventory
     matrix = inv.flow_matrix()
     me = inv.address(ctx.host)
-    declared = (inv.settings.get("database") or {}).get("clients") or []
+    declared = ((inv.settings.get("database") or {}).get("clients") or []) + implied_db_clients(inv.groups)
     mine = {(c["database"], c["role"]) for c in declared if ctx.host in (matrix.topology.hosts_of(c["from"]) or [])}
     pairs = sorted({(c["database"], c["role"]) for c in declared} | {("postgres", UNLISTED_ROLE)})
     p = Probe(host)

@@ -43,6 +43,12 @@ def test_only_scram_hashes(host):
     assert sql(host, "select count(*) from pg_authid where rolpassword like 'SCRAM-SHA-256$%'") == "2"
 
 
+def test_group_roles_cannot_log_in_and_have_no_password(host):
+    on(host, "db")
+    q = "select rolname, rolcanlogin, rolpassword is null from pg_authid where rolname like '%_app' order by 1"
+    assert sql(host, q).splitlines() == ["exchange_app|f|t", "unlisted_app|f|t"]
+
+
 def test_public_cannot_create_in_public_schema(host):
     on(host, "db")
     with host.sudo("postgres"):
@@ -67,17 +73,17 @@ def test_pgdata_private_and_hba_has_no_trust(host):
 
 def test_declared_client_connects_with_scram_over_verified_tls(host):
     on(host, "client")
-    res = connect(host, "exchange", "exchange_app", "verify-full")
+    res = connect(host, "exchange", "app_login", "verify-full")
     assert res.rc == 0 and res.stdout.strip() == "1", res.stderr
 
 
 def test_connection_without_tls_is_refused(host):
     on(host, "client")
-    res = connect(host, "exchange", "exchange_app", "disable")
+    res = connect(host, "exchange", "app_login", "disable")
     assert res.rc != 0 and "no encryption" in res.stderr, res.stderr
 
 
 def test_role_not_in_pg_hba_is_refused(host):
     on(host, "client")
-    res = connect(host, "exchange", "unlisted_app", "verify-full")
+    res = connect(host, "exchange", "other_login", "verify-full")
     assert res.rc != 0 and "pg_hba.conf rejects connection" in res.stderr, res.stderr
