@@ -102,7 +102,8 @@ def lab_settings(lab: Lab) -> dict[str, object]:
                 {"id": "custodian-b", "name": "保管人乙 / Custodian B", "organisation": "省医保信息中心"},
                 {"id": "custodian-c", "name": "保管人丙 / Custodian C", "organisation": "承建单位"},
             ],
-            "custody": {"threshold": 2},
+            # The lab's CA (pki role) verifies OpenBao's certificate for `hipgate custody`.
+            "custody": {"threshold": 2, "ca_file": str(lab.directory / "pki" / "ca.crt")},
             "backup": {
                 "full_max_age_hours": 26,
                 "retention_full": 2,
@@ -190,6 +191,10 @@ def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
             "baseline_apply_kernel_sysctls": False,
             # The lab's CA and host keys live with the lab and go with `lab down`.
             "pki_dir": str(lab.directory / "pki"),
+            # Custodians' unseal keys and first passwords stay with the lab and go with `lab down`;
+            # containers lack CAP_IPC_LOCK, so OpenBao runs without mlock here.
+            "vault_key_dir": str(lab.directory / "custody"),
+            "vault_disable_mlock": True,
             # One person per administrator role (三员), to show and check the separation.
             "baseline_administrators": [
                 {"name": "ops-admin", "role": "sysadm", "comment": "系统管理员 / system administrator"},
