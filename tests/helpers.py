@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,3 +72,28 @@ def pg_login(
         text=True,
         check=False,
     )
+
+
+def on_terminal(argv: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run on a pseudo-terminal, typing each answer only once its prompt is shown (as a custodian
+    would: getpass discards anything typed before it turns echo off). Returns (rc, screen)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    screen, pending = b"", list(answers)
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the command exited and closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+        if pending and screen.rstrip().endswith(b":") and b"password of custodian" in screen.splitlines()[-1]:
+            time.sleep(0.2)  # let getpass switch echo off first
+            os.write(master, pending.pop(0).encode() + b"\n")
+    os.close(master)
+    return proc.wait(timeout=60), screen.decode(errors="replace")

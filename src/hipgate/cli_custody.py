@@ -65,7 +65,11 @@ def _token(token_file: Path | None) -> str:
 
 
 def _journal(inv: Any, journal: Path | None) -> Path:
-    return journal or Path.home() / ".hipgate" / "custody" / Path(inv.path).resolve().name / "journal.jsonl"
+    configured = (inv.settings.get("custody") or {}).get("journal")
+    if journal or configured:
+        return Path(journal or configured)
+    where = Path(inv.path).resolve()
+    return Path.home() / ".hipgate" / "custody" / (where if where.is_dir() else where.parent).name / "journal.jsonl"
 
 
 def _operator() -> str:

@@ -5,14 +5,11 @@ the recovered password shown only on a terminal and only on request."""
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from helpers import CUSTODIANS, copy_example, edit_yaml, pg_login
+from helpers import CUSTODIANS, copy_example, edit_yaml, on_terminal, pg_login
 from hipgate.custody import ceremony, journal, postgres
 
 HIPGATE = str(Path(sys.executable).parent / "hipgate")
@@ -32,31 +29,6 @@ def inventory(tmp_path: Path, bao: dict) -> Path:
 def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("BAO_TOKEN", "VAULT_TOKEN")}
     return subprocess.run([HIPGATE, *args], env={**clean, **env}, input=stdin, capture_output=True, text=True)
-
-
-def on_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
-    """Run on a pseudo-terminal, typing each answer only once its prompt is shown (as a custodian
-    would: getpass discards anything typed before it turns echo off). Returns (rc, screen)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([HIPGATE, *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    screen, pending = b"", list(answers)
-    while True:
-        ready, _, _ = select.select([master], [], [], 30)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the command exited and closed the terminal
-            break
-        if not chunk:
-            break
-        screen += chunk
-        if pending and screen.rstrip().endswith(b":") and b"password of custodian" in screen.splitlines()[-1]:
-            time.sleep(0.2)  # let getpass switch echo off first
-            os.write(master, pending.pop(0).encode() + b"\n")
-    os.close(master)
-    return proc.wait(timeout=60), screen.decode(errors="replace")
 
 
 def init(bao: dict, pg: dict, log: Path) -> str:
@@ -97,15 +69,15 @@ def test_quorum_recovers_on_a_terminal_only_and_typed_passwords_stay_off_the_rec
     assert piped.returncode == 2 and "not a terminal" in piped.stderr
     assert not any(e["step"] == "share-read" for e in journal.entries(log))
     # Neither use chosen: refused.
-    assert on_terminal(recover, typed)[0] == 2
+    assert on_terminal([HIPGATE, *recover], typed)[0] == 2
     # On a terminal with --print: shown once, and it logs in; what custodians typed is not echoed.
-    rc, screen = on_terminal([*recover, "--print"], typed)
+    rc, screen = on_terminal([HIPGATE, *recover, "--print"], typed)
     assert rc == 0, screen
     password = [line.strip() for line in screen.splitlines() if line.startswith("hg1-")]
     assert len(password) == 1 and pg_login(pg["port"], password[0]).returncode == 0
     assert not any(p in screen for p in typed)
     # One custodian's wrong password: refused, nothing recovered.
-    rc, screen = on_terminal([*recover, "--print"], [typed[0], "not-their-password"])
+    rc, screen = on_terminal([HIPGATE, *recover, "--print"], [typed[0], "not-their-password"])
     assert rc == 4 and "hg1-" not in screen and "could not log in" in screen
     assert sum(e["step"] == "recovered" for e in journal.entries(log)) == 1
 
@@ -114,10 +86,10 @@ def test_unknown_custodian_and_sealed_vault_are_refused_before_any_prompt(bao: d
     inv = inventory(tmp_path, bao)
     init(bao, pg, tmp_path / "journal.jsonl")
     base = ["custody", "recover", "db01", "-i", str(inv), "--print"]
-    rc, screen = on_terminal([*base, "--custodian", "custodian-a", "--custodian", "mallory"], [])
+    rc, screen = on_terminal([HIPGATE, *base, "--custodian", "custodian-a", "--custodian", "mallory"], [])
     assert rc == 2 and "mallory" in screen
     bao["admin"].sys.seal()
-    rc, screen = on_terminal([*base, "--custodian", "custodian-a", "--custodian", "custodian-b"], [])
+    rc, screen = on_terminal([HIPGATE, *base, "--custodian", "custodian-a", "--custodian", "custodian-b"], [])
     assert rc == 4 and "sealed" in screen and "已封存" in screen
     assert "password of custodian" not in screen  # nobody was asked to type anything
     res = run(["custody", "rotate", "db01", "-i", str(inv)], {"BAO_TOKEN": bao["writer"].token})

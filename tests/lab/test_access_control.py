@@ -1,5 +1,6 @@
 """No direct database access, on the reference lab deployed by site.yml: the firewall and pg_hba
-both refuse, the declared clients log in with scram over TLS, the playbook keeps its own ssh path
+both refuse, the declared clients log in over TLS with OpenBao's short-lived logins only, the
+playbook keeps its own ssh path
 and changes nothing when run again; and pass/fail cases for every check that needs the database,
 the bastion or the whole inventory (ComplianceAsCode style).
 """
@@ -13,67 +14,14 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import testinfra
 
 from helpers import browser_render
-from hipgate.conformance.checks import CHECK_SCOPE, CHECKS, Context, run_check
-from hipgate.inventory.load import load_inventory
-from hipgate.policy.load import load_policy
-
-HIPGATE = str(Path(sys.executable).parent / "hipgate")
-LAB = "t-access"
-LAB_DIR = Path(os.environ.get("HIPGATE_STATE", "/var/lib/hipgate")) / "labs" / LAB
-INV = LAB_DIR / "inventory"
-CA = "sslrootcert=/etc/hipgate/pki/ca.crt"
-
-
-def hipgate(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([HIPGATE, *args], capture_output=True, text=True, check=False)
-    if check:
-        assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
-    return res
-
-
-def sh(host: str, command: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """A root command on a lab host (through the management path, as Ansible does)."""
-    res = subprocess.run(
-        ["ssh", "-F", str(LAB_DIR / "ssh_config"), host, "sudo", "-n", "sh", "-c", shlex.quote(command)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if check:
-        assert res.returncode == 0, f"{host}: {command}\n{res.stdout}{res.stderr}"
-    return res
-
-
-def tcp(src: str, address: str, port: int) -> int:
-    """0 connected, 1 refused, 124 dropped by a firewall (timed out)."""
-    return sh(src, f"timeout 3 bash -c '</dev/tcp/{address}/{port}'", check=False).returncode
-
-
-@pytest.fixture(scope="module")
-def lab() -> dict:
-    hipgate("lab", "down", "--name", LAB, check=False)  # leftovers of an interrupted run
-    hipgate("lab", "up", "--name", LAB)
-    deployed = hipgate("deploy", "-i", str(INV))
-    inv = load_inventory(INV)
-    yield {"inv": inv, "deploy": deployed.stdout, "addr": {h: inv.address(h) for h in inv.hosts}}
-    hipgate("lab", "down", "--name", LAB, check=False)
-
-
-def host(name: str) -> object:
-    return testinfra.get_host(f"ssh://{name}", ssh_config=str(LAB_DIR / "ssh_config"))
-
-
-def check_from(lab: dict, check: str, name: str):
-    control = next(c for c in load_policy().controls if check in c.checks)
-    return run_check(check, host(name), control.params(), Context(name, lab["inv"]))
+from hipgate.conformance.checks import CHECK_SCOPE, CHECKS
+from lab_reference import INV, LAB_DIR, check_from, hipgate, sh, tcp, unseal
 
 
 def test_second_deploy_changes_nothing_and_keeps_the_management_path(lab: dict) -> None:
@@ -180,37 +128,27 @@ def test_outsider_is_refused_in_the_verify_report(lab: dict, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("client", "role"), [("middleware", "exchange_app"), ("bastion", "ops_admin")])
-def test_declared_clients_log_in_with_scram_over_tls_and_never_without(lab: dict, client: str, role: str) -> None:
-    db = lab["addr"]["database"]
-    if client == "middleware":  # no client tools there by design; installed for the test only
-        sh(client, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-client >/dev/null")
-    password = (LAB_DIR / "secrets" / f"pg-database-{role}").read_text().strip()
-    # The password reaches the client in a 0600 file over ssh's stdin, never on a command line.
-    sh(client, "umask 077 && cat > /root/.pgpass", stdin=f"{db}:5432:exchange:{role}:{password}\n")
-    try:
-        conn = f"host={db} dbname=exchange user={role} {CA}"
-        ok = sh(
-            client,
-            f"psql -XAt '{conn} sslmode=verify-full' -c "
-            '"select ssl, version from pg_stat_ssl where pid = pg_backend_pid()"',
-        )
-        assert ok.stdout.strip() in ("t|TLSv1.3", "t|TLSv1.2"), ok.stdout
-        plain = sh(client, f"psql -XAt '{conn} sslmode=disable' -c 'select 1'", check=False)
-        assert plain.returncode != 0 and "no encryption" in plain.stderr, plain.stderr
-        # The role's stored verifier is scram; pg_hba has no other method for network sessions.
-        kind = sh(
-            "database",
-            "runuser -u postgres -- psql -XAtc "
-            f"\"select left(rolpassword, 14) from pg_authid where rolname = '{role}'\"",
-        )
-        assert kind.stdout.strip() == "SCRAM-SHA-256$"
-    finally:
-        sh(client, "rm -f /root/.pgpass")
-        if client == "middleware":
-            sh(
-                client,
-                "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q postgresql-client postgresql-client-15 >/dev/null",
-            )
+def test_declared_clients_log_in_only_with_short_lived_logins_over_tls(lab: dict, client: str, role: str) -> None:
+    """The host's certificate gets it a login from OpenBao; no static password exists anywhere."""
+    who = "select current_user, session_user, ssl from pg_stat_ssl where pid = pg_backend_pid()"
+    res = sh(client, f"hipgate-db-login {role} -d exchange -XAt -c '{who}'")
+    current, session, ssl = res.stdout.strip().split("|")
+    assert (current, ssl) == (role, "t") and session.startswith("v-"), res.stdout
+    # The login OpenBao made expires; the group role itself cannot log in and has no password.
+    q = (
+        f"select rolcanlogin, rolpassword is null from pg_authid where rolname = '{role}' "
+        f"union all select rolvaliduntil is not null, left(rolpassword, 14) = 'SCRAM-SHA-256$' "
+        f"from pg_authid where rolname = '{session}'"
+    )
+    rows = sh("database", f'runuser -u postgres -- psql -XAtc "{q}"').stdout.split()
+    assert rows == ["f|t", "t|t"], rows
+    # Nothing on the client holds a database password.
+    found = sh(client, "grep -rlis password /etc/hipgate /root /home 2>/dev/null || true").stdout.split()
+    assert not [f for f in found if not f.endswith((".crt", "db-login.json"))], found
+    # Another host's role is refused by OpenBao's policy.
+    other = "ops_admin" if role == "exchange_app" else "exchange_app"
+    refused = sh(client, f"hipgate-db-login {other} -c 'select 1'", check=False)
+    assert refused.returncode != 0, refused.stdout
 
 
 def test_bastion_records_administrator_sessions(lab: dict) -> None:
@@ -266,7 +204,7 @@ CHECKSUMS = (
     "systemctl start postgresql@15-main"
 )
 FE_THROUGH = "nft insert rule inet hipgate input ip saddr {frontend} tcp dport 5432 accept"
-REFERENCE_CASES: dict[str, tuple[str, str, str, str]] = {
+REFERENCE_CASES: dict[str, tuple[str, str, str | Callable[[dict], None], str]] = {
     "postgresql_tls": ("database", *psql_set("ssl_min_protocol_version", "TLSv1"), "database"),
     "postgresql_scram_only": ("database", *psql_set("password_encryption", "md5"), "database"),
     "postgresql_idle_timeout": ("database", *psql_set("idle_session_timeout", "0"), "database"),
@@ -288,6 +226,20 @@ REFERENCE_CASES: dict[str, tuple[str, str, str, str]] = {
     # The database's firewall lets the front-end server through: both probes from it notice.
     "flow_matrix_enforced": ("database", FE_THROUGH, "nft -f /etc/nftables.conf", "frontend"),
     "database_access_enforced": ("database", FE_THROUGH, "nft -f /etc/nftables.conf", "frontend"),
+    "database_no_static_passwords": (
+        "database",
+        "runuser -u postgres -- psql -XAtc 'alter role exchange_app login'",
+        "runuser -u postgres -- psql -XAtc 'alter role exchange_app nologin'",
+        "database",
+    ),
+    "vault_audit_device": (
+        "vault",
+        "chmod 0644 /var/log/openbao/audit.log",
+        "chmod 0600 /var/log/openbao/audit.log",
+        "vault",
+    ),
+    # A restart seals OpenBao: the undo is the custodians' part, two unseal keys.
+    "vault_unseal_split": ("vault", "systemctl restart openbao", unseal, "vault"),
 }
 
 
@@ -306,7 +258,7 @@ def test_scoped_check_passes_then_fails_when_broken(lab: dict, check: str) -> No
         broken = check_from(lab, check, probe_from)
         assert not broken.ok, f"fail case did not fail: {broken.en}\n{broken.evidence}"
     finally:
-        sh(target, undo)
+        undo(lab) if callable(undo) else sh(target, undo)
     for _ in range(10):
         again = check_from(lab, check, probe_from)
         if again.ok:

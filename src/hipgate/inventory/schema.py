@@ -358,6 +358,14 @@ SETTINGS: dict[str, Any] = {
                         "empty": False,
                         "meta": _m("校验 Vault 证书的 CA 文件", "CA file that verifies Vault's certificate"),
                     },
+                    "journal": {
+                        "type": "string",
+                        "empty": False,
+                        "meta": _m(
+                            "保管日志文件，默认 ~/.hipgate/custody/<清单目录名>/journal.jsonl",
+                            "custody journal file, default ~/.hipgate/custody/<inventory dir name>/journal.jsonl",
+                        ),
+                    },
                 },
                 "meta": _m("分段保管参数", "split-custody settings"),
             },

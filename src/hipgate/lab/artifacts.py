@@ -103,7 +103,11 @@ def lab_settings(lab: Lab) -> dict[str, object]:
                 {"id": "custodian-c", "name": "保管人丙 / Custodian C", "organisation": "承建单位"},
             ],
             # The lab's CA (pki role) verifies OpenBao's certificate for `hipgate custody`.
-            "custody": {"threshold": 2, "ca_file": str(lab.directory / "pki" / "ca.crt")},
+            "custody": {
+                "threshold": 2,
+                "ca_file": str(lab.directory / "pki" / "ca.crt"),
+                "journal": str(lab.directory / "custody" / "journal.jsonl"),
+            },
             "backup": {
                 "full_max_age_hours": 26,
                 "retention_full": 2,
