@@ -37,7 +37,8 @@ def test_one_unseal_key_per_custodian_and_no_root_token_left(client):
     assert status["initialized"] and not status["sealed"]
     assert (status["n"], status["t"], status["type"]) == (3, 2, "shamir")
     names = sorted(p.name for p in KEYS.iterdir())
-    assert names == sorted([f"{c}.unseal-key" for c in CUSTODIANS] + [f"{c}.login" for c in CUSTODIANS] + ["operator.token"])
+    expected = [f"{c}.unseal-key" for c in CUSTODIANS] + [f"{c}.login" for c in CUSTODIANS] + ["operator.token"]
+    assert names == sorted(expected)
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in KEYS.iterdir())
     for c in CUSTODIANS:  # first logins work over TLS
         hvac.Client(url=client.url, verify=CA).auth.userpass.login(
@@ -60,7 +61,7 @@ def test_restart_needs_two_custodians(host, client):
         try:
             status = client.sys.read_seal_status()
             break
-        except Exception:  # noqa: BLE001 - still starting
+        except Exception:
             time.sleep(1)
     assert status["sealed"]
     client.sys.submit_unseal_key((KEYS / "custodian-b.unseal-key").read_text().strip())
