@@ -132,7 +132,7 @@ def test_rotation_retires_a_recovered_password_and_no_secret_lands_anywhere(lab:
         for what, secret in secrets.items():
             assert secret not in text, f"{what} found in {name}"
     for what, secret in secrets.items():
-        grep = subprocess.run(["git", "grep", "-qF", secret], cwd=ROOT, check=False)
+        grep = subprocess.run(["git", "grep", "-qF", "-e", secret], cwd=ROOT, check=False)
         assert grep.returncode == 1, f"{what} found in git"
 
 
