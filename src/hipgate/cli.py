@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hipgate import __version__
+from hipgate.cli_backup import backup_app, handover_app
 from hipgate.cli_custody import custody_app
 from hipgate.errors import UserError, fail
 from hipgate.inventory import load_inventory
@@ -29,6 +30,8 @@ inv_app = typer.Typer(help="部署清单 / inventory.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(inv_app, name="inventory")
 app.add_typer(custody_app, name="custody")
+app.add_typer(backup_app, name="backup")
+app.add_typer(handover_app, name="handover")
 # soft_wrap: never break file paths in messages users copy from.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

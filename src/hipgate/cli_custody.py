@@ -76,18 +76,6 @@ def _operator() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
-def _database_host(inv: Any, system: str) -> str:
-    if system not in inv.group_hosts("database"):
-        raise fail(
-            "SYSTEM",
-            f"{system!r} 不是清单中 database 组的主机。",
-            f"{system!r} is not a host of the inventory's database group.",
-            "可选：" + "、".join(inv.group_hosts("database")),
-            "choose one of: " + ", ".join(inv.group_hosts("database")),
-        )
-    return system
-
-
 @custody_app.command("status")
 def status(system: System, inventory: Inv, token_file: TokenFile = None) -> None:
     """保管人、门限、当前口令的代次与设置时间 / custodians, threshold, generation and time of the password in force."""
@@ -110,7 +98,7 @@ def _new_generation(system: str, inventory: Path, token_file: Path | None, journ
     from hipgate.custody import ceremony, remote, vault
 
     inv = load_inventory(inventory)
-    db = _database_host(inv, system)
+    db = inv.database_host(system)
     addr, ca = vault.address(inv)
     writer = vault.connect(addr, _token(token_file), ca)
     state = vault.current(writer, system)
@@ -185,7 +173,7 @@ def recover(
     from hipgate.custody import ceremony, remote, vault
 
     inv = load_inventory(inventory)
-    db = _database_host(inv, system)
+    db = inv.database_host(system)
     if print_once == bool(session):
         raise fail(
             "--print/--session",

@@ -179,7 +179,44 @@ def implied_flows(groups: dict[str, list[str]], management_networks: list[str], 
                     True,
                 )
             )
+    if groups.get("database") and groups.get("backup_sites"):
+        flows += backup_flows()
     return flows
+
+
+def backup_flows() -> list[Flow]:
+    """pgBackRest and backup logs between the database host and the off-site repository hosts."""
+    ssh = ((SSH_PORT, SSH_PORT),)
+    return [
+        Flow(
+            "backup-to-sites",
+            ("database",),
+            ("backup_sites",),
+            "tcp",
+            ssh,
+            "WAL 归档与备份日志写入异地仓库 / WAL archiving and backup logs to the off-site repositories",
+            True,
+        ),
+        Flow(
+            "backup-from-sites",
+            ("backup_sites",),
+            ("database",),
+            "tcp",
+            ssh,
+            "异地站点经 SSH 拉取备份（pgBackRest 仓库主机）/ sites take their backups over SSH "
+            "(pgBackRest repository hosts)",
+            True,
+        ),
+        Flow(
+            "backup-logs-between-sites",
+            ("backup_sites",),
+            ("backup_sites",),
+            "tcp",
+            ssh,
+            "备份日志复制到每个异地站点 / backup logs copied to every off-site site",
+            True,
+        ),
+    ]
 
 
 def _problem(where: str, zh: str, en: str, fix_zh: str, fix_en: str) -> Problem:

@@ -205,6 +205,7 @@ CHECKSUMS = (
     f"runuser -u postgres -- {PG}/pg_checksums {{}} -D /var/lib/postgresql/15/main >/dev/null && "
     "systemctl start postgresql@15-main"
 )
+RESTORE_TESTS = "/var/lib/pgbackrest-restore-tests"
 FE_THROUGH = "nft insert rule inet hipgate input ip saddr {frontend} tcp dport 5432 accept"
 REFERENCE_CASES: dict[str, tuple[str, str, str | Callable[[dict], None], str]] = {
     "postgresql_tls": ("database", *psql_set("ssl_min_protocol_version", "TLSv1"), "database"),
@@ -239,6 +240,22 @@ REFERENCE_CASES: dict[str, tuple[str, str, str | Callable[[dict], None], str]] =
         "chmod 0644 /var/log/openbao/audit.log",
         "chmod 0600 /var/log/openbao/audit.log",
         "vault",
+    ),
+    # The break fails no WAL segment for good: a failed one is retried once the setting is back.
+    "backup_wal_archiving": ("database", *psql_set("archive_command", "/bin/false"), "database"),
+    "backup_repository_current": (
+        "backup-a",
+        "systemctl disable --now hipgate-backup-full.timer",
+        "systemctl enable --now hipgate-backup-full.timer",
+        "backup-a",
+    ),
+    # A newer, failed restore test on record (result files sort by time of finishing).
+    "backup_restore_tested": (
+        "backup-a",
+        # Doubled braces: the case is str.format-ed with the lab's addresses.
+        f'echo \'{{{{"ok": false, "finished": "9999", "error": "case"}}}}\' > {RESTORE_TESTS}/9999.json',
+        f"rm {RESTORE_TESTS}/9999.json",
+        "backup-a",
     ),
     # A restart seals OpenBao: the undo is the custodians' part, two unseal keys.
     "vault_unseal_split": ("vault", "systemctl restart openbao", unseal, "vault"),

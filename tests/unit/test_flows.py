@@ -38,7 +38,20 @@ def test_rules_per_host_from_the_example(inventory: Path) -> None:
     db = {r.flow: r for r in m.rules_for("db01")}
     # Database: ssh from management and bastion (implied), 5432 only from middleware, bastion and
     # OpenBao's database engine (implied).
-    assert set(db) == {"management-ssh", "bastion-ssh", "app-to-db", "admin-to-db", "secrets-to-db"}
+    # Off-site sites take backups over ssh from it (implied by the backup_sites group).
+    assert set(db) == {
+        "management-ssh",
+        "bastion-ssh",
+        "app-to-db",
+        "admin-to-db",
+        "secrets-to-db",
+        "backup-from-sites",
+    }
+    sites = [f"{inv.address(h)}/32" for h in inv.group_hosts("backup_sites")]
+    assert db["backup-from-sites"].implied and sorted(db["backup-from-sites"].sources) == sorted(sites)
+    site = {r.flow: r for r in m.rules_for(inv.group_hosts("backup_sites")[0])}
+    assert site["backup-to-sites"].sources == (f"{inv.address('db01')}/32",)
+    assert site["backup-logs-between-sites"].ports == "22"
     assert db["secrets-to-db"].implied and db["secrets-to-db"].sources == (f"{inv.address('vault01')}/32",)
     assert db["app-to-db"].sources == ("10.86.1.30/32",) and db["app-to-db"].ports == "5432"
     assert db["management-ssh"].implied and not db["app-to-db"].implied

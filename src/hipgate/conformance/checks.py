@@ -665,4 +665,10 @@ def run_check(name: str, host: Any, params: dict[str, Any], context: Context | N
 
 # Checks of other areas register themselves into CHECKS on import; imported last because they use
 # the helpers above.
-from hipgate.conformance import bastion_checks, custody_checks, database_checks, network_checks  # noqa: E402,F401
+from hipgate.conformance import (  # noqa: E402,F401
+    backup_checks,
+    bastion_checks,
+    custody_checks,
+    database_checks,
+    network_checks,
+)

@@ -25,6 +25,7 @@ from hipgate.errors import fail
 KV_MOUNT = "hipgate-custody"
 AUTH_MOUNT = "hipgate-custodians"
 WRITER_POLICY = "hipgate-custody-writer"
+BACKUP_KEYS = "backup-keys"  # <system>/backup-keys/repo<N>, also in roles/backup/tasks/cipher.yml
 
 
 def custodian_policy(custodian: str) -> str:
@@ -90,7 +91,9 @@ def provision(admin: hvac.Client, custodians: list[str]) -> None:
         WRITER_POLICY,
         f'path "{KV_MOUNT}/data/+/+/shares/*" {{ capabilities = ["create", "update"] }}\n'
         f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["create", "update", "read"] }}\n'
-        f'path "{KV_MOUNT}/data/+/+/burned" {{ capabilities = ["create", "update"] }}\n',
+        f'path "{KV_MOUNT}/data/+/+/burned" {{ capabilities = ["create", "update"] }}\n'
+        # Backup repositories' encryption keys (backup role): written once, never overwritten.
+        f'path "{KV_MOUNT}/data/+/{BACKUP_KEYS}/*" {{ capabilities = ["create", "read"] }}\n',
     )
     for c in custodians:
         admin.sys.create_or_update_policy(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hipgate.errors import Problem, UserError
+from hipgate.errors import Problem, UserError, fail
 from hipgate.flows import FlowMatrix, build_matrix, topology_from_inventory
 from hipgate.inventory import schema
 from hipgate.inventory.yamlio import read_yaml
@@ -30,6 +30,18 @@ class Inventory:
 
     def group_hosts(self, group: str) -> list[str]:
         return list(self.groups.get(group, []))
+
+    def database_host(self, system: str) -> str:
+        """`system` as named on the command line: it must be a host of the database group."""
+        if system not in self.group_hosts("database"):
+            raise fail(
+                "SYSTEM",
+                f"{system!r} 不是清单中 database 组的主机。",
+                f"{system!r} is not a host of the inventory's database group.",
+                "可选：" + "、".join(self.group_hosts("database")),
+                "choose one of: " + ", ".join(self.group_hosts("database")),
+            )
+        return system
 
     def flow_matrix(self) -> FlowMatrix:
         return build_matrix(self.settings, topology_from_inventory(self.groups, self.hosts), "")[0]

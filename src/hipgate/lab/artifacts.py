@@ -156,14 +156,6 @@ def reference_access() -> dict[str, object]:
                 "purpose": "取用动态数据库凭据 / dynamic database credentials from OpenBao",
             },
             {
-                "name": "backup-to-sites",
-                "from": ["database"],
-                "to": ["backup_sites"],
-                "proto": "tcp",
-                "ports": [22],
-                "purpose": "pgBackRest 经 SSH 写入异地仓库 / pgBackRest writes the off-site repositories over SSH",
-            },
-            {
                 "name": "vpn-ike",
                 "from": ["frontend"],
                 "to": ["natplat"],

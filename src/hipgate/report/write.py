@@ -13,7 +13,7 @@ import jinja2
 from hipgate.report.model import FAIL, MISSING, NA, STATUS_TEXT, WAIVED, Report, build
 
 
-def render_html(report: Report, generated_at: str) -> str:
+def template(name: str) -> jinja2.Template:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("hipgate.report", "templates"),
         # Evidence is whatever the hosts printed: escape all of it.
@@ -22,7 +22,11 @@ def render_html(report: Report, generated_at: str) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    tpl = env.get_template("report.html.j2")
+    return env.get_template(name)
+
+
+def render_html(report: Report, generated_at: str) -> str:
+    tpl = template("report.html.j2")
     return tpl.render(report=report, doc=report.doc, generated_at=generated_at, STATUS_TEXT=STATUS_TEXT)
 
 
