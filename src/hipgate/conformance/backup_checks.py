@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hipgate.backups import SITE_USER
 from hipgate.conformance.checks import Context, Outcome, Probe, scoped
 from hipgate.conformance.database_checks import _psql
 
-SITE_USER = "pgbackrest"  # roles/backup/defaults/main.yml backup_site_user
 TIMERS = ("hipgate-backup-full", "hipgate-backup-diff", "hipgate-backup-freshness")
 RESTORE_TEST_MAX_DAYS = 8  # weekly by default, with a day's slack
 
