@@ -75,3 +75,13 @@ def unseal(lab: dict, custodians: tuple[str, ...] = ("custodian-a", "custodian-c
     for c in custodians:
         client.sys.submit_unseal_key((LAB_DIR / "custody" / f"{c}.unseal-key").read_text().strip())
     assert not client.sys.read_seal_status()["sealed"]
+
+
+def wait_tunnel(seconds: int = 60) -> str:
+    """`swanctl --list-sas` on the front-end server once its CHILD_SA is installed."""
+    for _ in range(seconds):
+        out = sh("frontend", "swanctl --list-sas 2>/dev/null", check=False).stdout
+        if "INSTALLED" in out:
+            return out
+        time.sleep(1)
+    raise AssertionError(f"no CHILD_SA within {seconds} s")

@@ -15,6 +15,7 @@ from rich.table import Table
 from hipgate import __version__
 from hipgate.cli_backup import backup_app, handover_app
 from hipgate.cli_custody import custody_app
+from hipgate.cli_preflight import preflight_app
 from hipgate.errors import UserError, fail
 from hipgate.inventory import load_inventory
 from hipgate.paths import project_root
@@ -32,6 +33,7 @@ app.add_typer(inv_app, name="inventory")
 app.add_typer(custody_app, name="custody")
 app.add_typer(backup_app, name="backup")
 app.add_typer(handover_app, name="handover")
+app.add_typer(preflight_app, name="preflight")
 # soft_wrap: never break file paths in messages users copy from.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -31,6 +31,9 @@ DEFAULT_DB_PORT = 5432
 SSH_PORT = 22
 LOG_COLLECTOR_PORT = 6514
 PROTOS = ("tcp", "udp", "esp")
+IKE_PORTS = ((500, 500), (4500, 4500))
+# The hosts that terminate the VPN to the national platform (roles/vpn_endpoint).
+VPN_GROUP = "frontend"
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,12 @@ def implied_db_clients(groups: dict[str, list[str]]) -> list[dict[str, Any]]:
     return clients
 
 
-def implied_flows(groups: dict[str, list[str]], management_networks: list[str], db_port: int) -> list[Flow]:
+def implied_flows(
+    groups: dict[str, list[str]], management_networks: list[str], db_port: int, vpn: dict[str, Any] | None = None
+) -> list[Flow]:
     """Flows hipgate itself needs on every deployment; never cut, shown in the report as implied."""
-    flows = [
+    flows = vpn_flows(vpn) if vpn and groups.get(VPN_GROUP) else []
+    flows += [
         Flow(
             "management-ssh",
             tuple(management_networks),
@@ -182,6 +188,32 @@ def implied_flows(groups: dict[str, list[str]], management_networks: list[str], 
     if groups.get("database") and groups.get("backup_sites"):
         flows += backup_flows()
     return flows
+
+
+def vpn_flows(vpn: dict[str, Any]) -> list[Flow]:
+    """IKE and ESP from the national platform's VPN peer to the front-end server (either side may
+    start an exchange: rekeying, dead-peer detection)."""
+    peer = (f"{vpn['peer_address']}/32",)
+    return [
+        Flow(
+            "vpn-ike",
+            peer,
+            (VPN_GROUP,),
+            "udp",
+            IKE_PORTS,
+            "国家平台 VPN 对端的 IKEv2 与 NAT-T / IKEv2 and NAT-T from the national platform's VPN peer",
+            True,
+        ),
+        Flow(
+            "vpn-esp",
+            peer,
+            (VPN_GROUP,),
+            "esp",
+            (),
+            "国家平台 VPN 对端的 ESP / ESP from the national platform's VPN peer",
+            True,
+        ),
+    ]
 
 
 def backup_flows() -> list[Flow]:
@@ -412,7 +444,8 @@ def build_matrix(settings: dict[str, Any], topo: Topology, where: str) -> tuple[
     database = settings.get("database") or {}
     db_port = int(database.get("port", DEFAULT_DB_PORT))
     declared, problems = parse_flows(settings.get("flows") or [], topo, f"{where}: hipgate.flows")
-    flows = implied_flows(topo.groups, list(network.get("management_networks") or []), db_port) + declared
+    vpn = settings.get("vpn") if isinstance(settings.get("vpn"), dict) and settings["vpn"].get("peer_address") else None
+    flows = implied_flows(topo.groups, list(network.get("management_networks") or []), db_port, vpn) + declared
     problems += _conflicts(flows, topo, db_port, f"{where}: hipgate.flows")
     matrix = FlowMatrix(topo, flows, db_port)
     problems += _db_client_problems(database.get("clients") or [], matrix, f"{where}: hipgate.database.clients")

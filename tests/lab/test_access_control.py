@@ -257,6 +257,16 @@ REFERENCE_CASES: dict[str, tuple[str, str, str | Callable[[dict], None], str]] =
         f"rm {RESTORE_TESTS}/9999.json",
         "backup-a",
     ),
+    # The tunnel is down while strongSwan is stopped; starting it brings the tunnel back (start_action).
+    "vpn_tunnel_strong": ("frontend", "systemctl stop strongswan", "systemctl start strongswan", "frontend"),
+    "vpn_leak_guard": (
+        "frontend",
+        "nft delete table inet hipgate_vpn",
+        "nft -f /etc/nftables.d/hipgate-vpn.nft",
+        "frontend",
+    ),
+    # The simulated platform's DNS server stops answering.
+    "platform_network_preflight": ("natplat", "systemctl stop dnsmasq", "systemctl start dnsmasq", "frontend"),
     # A restart seals OpenBao: the undo is the custodians' part, two unseal keys.
     "vault_unseal_split": ("vault", "systemctl restart openbao", unseal, "vault"),
 }

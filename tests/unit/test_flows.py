@@ -66,8 +66,11 @@ def test_rules_per_host_from_the_example(inventory: Path) -> None:
     assert vault["custody-api"].implied and vault["custody-api"].ports == "8200"
     # The log collector accepts syslog over TLS from every managed host (implied by its group).
     assert "log-collection" in bastion and bastion["log-collection"].ports == "6514"
-    # natplat is not managed: flows to it produce no rule anywhere managed.
-    assert all(r.flow != "vpn-ike" for h in inv.hosts for r in m.rules_for(h) if h != "natplat")
+    # The VPN peer's IKE and ESP reach the front-end server only (implied by hipgate.vpn).
+    fe = {r.flow: r for r in m.rules_for("fe01")}
+    assert fe["vpn-ike"].implied and fe["vpn-ike"].sources == ("10.123.0.1/32",) and fe["vpn-ike"].ports == "500, 4500"
+    assert fe["vpn-esp"].proto == "esp" and fe["vpn-esp"].sources == ("10.123.0.1/32",)
+    assert all(r.flow not in ("vpn-ike", "vpn-esp") for h in inv.hosts for r in m.rules_for(h) if h != "fe01")
 
 
 def test_allows_answers_like_the_firewall(inventory: Path) -> None:

@@ -27,6 +27,7 @@ def firewall_plan(
     management_networks: list[str],
     db_port: int,
     ssh_client: str = "",
+    vpn: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """{"rules": [...], "ssh_client_allowed": bool} for one host; any matrix problem fails the play."""
     hosts = {h: {"ansible_host": hostvars[h].get("ansible_host", h)} for h in groups.get("all", [])}
@@ -35,6 +36,7 @@ def firewall_plan(
         "network": {"management_networks": list(management_networks)},
         "flows": list(flows),
         "database": {"port": int(db_port)},
+        "vpn": dict(vpn or {}),
     }
     matrix, problems = build_matrix(settings, topo, "firewall_flows")
     if problems:

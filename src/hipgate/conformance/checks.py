@@ -671,4 +671,6 @@ from hipgate.conformance import (  # noqa: E402,F401
     custody_checks,
     database_checks,
     network_checks,
+    preflight_checks,
+    vpn_checks,
 )

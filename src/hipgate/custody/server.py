@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,23 @@ def initialise(client: hvac.Client, custodians: list[dict[str, Any]], threshold:
     return True
 
 
+def wait_active(client: hvac.Client, seconds: float = 60.0) -> None:
+    """Wait until the node is unsealed and active: just after an unseal, raft elects its leader first
+    and the API answers 500 ("active cluster node not found") until then."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            # /v1/sys/health: 200 only when initialised, unsealed and active.
+            if client.sys.read_health_status(method="HEAD").status_code == 200:
+                return
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+            pass
+        if time.monotonic() > deadline:
+            vault.ready(client)  # the bilingual "not ready" when it cannot connect or is sealed
+            raise vault.unavailable(str(client.url), "未成为活动节点", "it did not become the active node")
+        time.sleep(0.5)
+
+
 def pending_root(key_dir: Path) -> str | None:
     path = key_dir / PENDING_ROOT
     return path.read_text().strip() if path.is_file() else None
@@ -70,6 +88,7 @@ def pending_root(key_dir: Path) -> str | None:
 def configure(root: hvac.Client, custodians: list[str], key_dir: Path) -> list[str]:
     """Mounts and policies, a login for every custodian not yet enrolled (first password to their
     file), a writer-only operator token if there is none. Returns the newly enrolled custodians."""
+    wait_active(root)
     vault.provision(root, custodians)
     enrolled = []
     for c in custodians:

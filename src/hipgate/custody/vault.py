@@ -40,7 +40,7 @@ def current_path(system: str) -> str:
     return f"{system}/current"
 
 
-def _unavailable(addr: str, zh: str, en: str) -> Exception:
+def unavailable(addr: str, zh: str, en: str) -> Exception:
     return fail(
         addr,
         f"密钥服务不可用：{zh}。未做任何更改。",
@@ -58,11 +58,11 @@ def ready(client: hvac.Client) -> hvac.Client:
         status = client.sys.read_seal_status()
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         kind = type(exc).__name__
-        raise _unavailable(addr, f"无法连接（{kind}）", f"cannot connect ({kind})") from None
+        raise unavailable(addr, f"无法连接（{kind}）", f"cannot connect ({kind})") from None
     if not status.get("initialized"):
-        raise _unavailable(addr, "尚未初始化", "it is not initialised")
+        raise unavailable(addr, "尚未初始化", "it is not initialised")
     if status.get("sealed"):
-        raise _unavailable(addr, "已封存（sealed）", "it is sealed")
+        raise unavailable(addr, "已封存（sealed）", "it is sealed")
     return client
 
 

@@ -26,7 +26,8 @@ MIN_THRESHOLD = 2
 # simulated_peers: hosts the lab runs in place of external systems (the national platform);
 # site.yml configures them only in a lab, never in a province.
 # log_collector: receives every host's logs over TLS (GBT22239-8.1.4.3-c); may be a host of another group.
-OPTIONAL_GROUPS = {"outsider", "simulated_peers", "log_collector"}
+# terminals: agencies' Linux terminals, checked by `hipgate preflight terminal` only (never configured).
+OPTIONAL_GROUPS = {"outsider", "simulated_peers", "log_collector", "terminals"}
 
 IFACE_RE = r"^[A-Za-z0-9_.:-]{1,15}$"
 HOSTNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -249,6 +250,59 @@ DATABASE: dict[str, Any] = {
     },
 }
 
+VPN: dict[str, Any] = {
+    "peer_address": {
+        "type": "string",
+        "required": True,
+        "check_with": "ipv4",
+        "meta": _m("国家平台 VPN 网关的 IKE 地址", "IKE address of the national platform's VPN gateway"),
+    },
+    "peer_id": {
+        "type": "string",
+        "required": True,
+        "empty": False,
+        "meta": _m(
+            "对端身份（证书中的 DNS 名或 CN，或 PSK 时约定的标识）",
+            "the peer's identity (DNS name or CN in its certificate, or the agreed id with a PSK)",
+        ),
+    },
+    "local_address": {
+        "type": "string",
+        "check_with": "ipv4",
+        "meta": _m(
+            "前置机一侧的 IKE 地址，默认取医保专线网卡上的地址",
+            "this side's IKE address; default: the address on the leased-line NIC",
+        ),
+    },
+    "local_subnets": {
+        "type": "list",
+        "required": True,
+        "minlength": 1,
+        "schema": {"type": "string", "check_with": "cidr"},
+        "meta": _m(
+            "经隧道保护的省级网段（含前置机的固定地址），如 [10.86.200.0/28]",
+            "provincial subnets the tunnel protects (holding the front-end server's fixed address), "
+            "e.g. [10.86.200.0/28]",
+        ),
+    },
+    "remote_subnets": {
+        "type": "list",
+        "minlength": 1,
+        "schema": {"type": "string", "check_with": "cidr"},
+        "meta": _m(
+            "国家平台一侧的网段，默认 [network.platform_cidr]", "platform subnets; default [network.platform_cidr]"
+        ),
+    },
+    "auth": {
+        "type": "string",
+        "allowed": ["certificate", "psk"],
+        "meta": _m(
+            "认证方式：certificate（X.509，默认）或 psk（仅作后备）",
+            "authentication: certificate (X.509, default) or psk (fallback only)",
+        ),
+    },
+}
+
 SETTINGS: dict[str, Any] = {
     "hipgate": {
         "type": "dict",
@@ -297,8 +351,31 @@ SETTINGS: dict[str, Any] = {
                         "schema": {"type": "string", "regex": HOSTNAME_RE},
                         "meta": _m("国家平台域名列表", "national platform host names"),
                     },
+                    "platform_ports": {
+                        "type": "list",
+                        "minlength": 1,
+                        "schema": {"type": "integer", "min": 1, "max": 65535},
+                        "meta": _m(
+                            "上线前须可达的平台 TCP 端口，默认 [443]，如 [80, 443]",
+                            "platform TCP ports that must be reachable before go-live; default [443], e.g. [80, 443]",
+                        ),
+                    },
+                    "preflight_groups": {
+                        "type": "list",
+                        "minlength": 1,
+                        "schema": {"type": "string", "regex": HOSTNAME_RE},
+                        "meta": _m(
+                            "网络预检的主机组，默认 [frontend]",
+                            "groups whose hosts the network preflight checks; default [frontend]",
+                        ),
+                    },
                 },
                 "meta": _m("网络参数", "network settings"),
+            },
+            "vpn": {
+                "type": "dict",
+                "schema": VPN,
+                "meta": _m("到国家平台的 IPsec VPN（IKEv2）", "IPsec VPN (IKEv2) to the national platform"),
             },
             "flows": {
                 "type": "list",

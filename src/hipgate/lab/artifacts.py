@@ -10,7 +10,12 @@ import yaml
 
 from hipgate.lab import machine
 from hipgate.lab.base import ADMIN_USER
-from hipgate.lab.topology import Lab
+from hipgate.lab.topology import LEASED_LINE_IFACE, Lab
+
+# The simulated platform's services (lab_platform_simulator), by offset in the platform network.
+PLATFORM_DNS = 53
+PLATFORM_NAMES = (("platform.natplat.lab", 10), ("sftp.natplat.lab", 11))
+PLATFORM_SERVICE_OFFSETS = (PLATFORM_DNS, *(o for _, o in PLATFORM_NAMES))
 
 
 def key_path(lab: Lab) -> Path:
@@ -83,18 +88,23 @@ def close_ssh_masters(lab: Lab) -> None:
 def lab_settings(lab: Lab) -> dict[str, object]:
     """hipgate settings for the lab: every address is one the lab itself owns."""
     natplat = next((h for h in lab.hosts if "natplat" in h.groups), lab.hosts[0])
+    line = lab.leased_line()
     return {
         "hipgate": {
             "province": "实验环境 / lab",
             "network": {
-                # Simulated national platform network, created inside the lab's own namespaces.
-                "platform_cidr": f"10.232.{lab.index}.0/24",
-                "dns_servers": [natplat.address],
-                "leased_line_interface": "eth0",
-                "platform_names": ["platform.natplat.lab"],
+                # Simulated national platform network, created inside the lab's own namespaces
+                # (natplat's loopback); reachable only through the VPN.
+                "platform_cidr": str(lab.platform_cidr),
+                "dns_servers": [lab.platform_address(PLATFORM_DNS)],
+                "leased_line_interface": LEASED_LINE_IFACE if line else "eth0",
+                "platform_names": [name for name, _ in PLATFORM_NAMES],
+                # HTTPS and the SFTP drop (ssh) answer on every platform address.
+                "platform_ports": [22, 443],
                 # Ansible and testinfra reach lab hosts from the bridge address only.
                 "management_networks": [f"{lab.gateway}/32"],
             },
+            **lab_vpn(lab),
             **lab_access(lab),
             "time": {"ntp_servers": [natplat.address]},
             "custodians": [
@@ -115,6 +125,23 @@ def lab_settings(lab: Lab) -> dict[str, object]:
                 "diff_schedule": "Mon..Sat *-*-* 01:00",
                 "restore_test_schedule": "Sat *-*-* 03:00",
             },
+        }
+    }
+
+
+def lab_vpn(lab: Lab) -> dict[str, object]:
+    """The front-end server's VPN to the simulated platform, over the leased line."""
+    line = lab.leased_line()
+    if line is None:
+        return {}
+    fe, peer = line
+    return {
+        "vpn": {
+            "peer_address": lab.leased_address(peer),
+            "peer_id": peer.name,
+            "local_address": lab.leased_address(fe),
+            "local_subnets": [str(lab.protected_cidr)],
+            "auth": "certificate",
         }
     }
 
@@ -155,14 +182,6 @@ def reference_access() -> dict[str, object]:
                 "ports": [8200],
                 "purpose": "取用动态数据库凭据 / dynamic database credentials from OpenBao",
             },
-            {
-                "name": "vpn-ike",
-                "from": ["frontend"],
-                "to": ["natplat"],
-                "proto": "udp",
-                "ports": [500, 4500],
-                "purpose": "前置机与国家平台的 IKEv2 / IKEv2 between the front-end server and the national platform",
-            },
         ],
         "database": {
             "databases": [{"name": "exchange", "owner": "exchange_app"}],
@@ -192,6 +211,8 @@ def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
             "vault_key_dir": str(lab.directory / "custody"),
             "vault_disable_mlock": True,
             # One person per administrator role (三员), to show and check the separation.
+            # The lab kernel has no ESP: strongSwan's userspace IPsec carries the tunnel (lab-notes).
+            "vpn_endpoint_backend": "kernel-libipsec",
             "baseline_administrators": [
                 {"name": "ops-admin", "role": "sysadm", "comment": "系统管理员 / system administrator"},
                 {"name": "sec-admin", "role": "secadm", "comment": "安全管理员 / security administrator"},
@@ -203,7 +224,28 @@ def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
             "timesync_ntp_servers": [],
             "timesync_local_stratum": 8,
             "timesync_serve_networks": [str(lab.subnet)],
+            **simulator_vars(lab),
         },
+    }
+
+
+def simulator_vars(lab: Lab) -> dict[str, object]:
+    """natplat is the responder end of the front-end server's VPN and serves the platform's names,
+    HTTPS and SFTP inside the platform network."""
+    line = lab.leased_line()
+    if line is None:
+        return {}
+    fe, peer = line
+    return {
+        "lab_platform_dns_address": lab.platform_address(PLATFORM_DNS),
+        "lab_platform_names": [{"name": n, "address": lab.platform_address(o)} for n, o in PLATFORM_NAMES],
+        "vpn_endpoint_local_address": lab.leased_address(peer),
+        "vpn_endpoint_peer_address": lab.leased_address(fe),
+        "vpn_endpoint_peer_id": fe.name,
+        "vpn_endpoint_local_subnets": [str(lab.platform_cidr)],
+        "vpn_endpoint_remote_subnets": [str(lab.protected_cidr)],
+        "vpn_endpoint_initiator": False,
+        "vpn_endpoint_leak_guard": False,
     }
 
 

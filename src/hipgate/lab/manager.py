@@ -22,7 +22,15 @@ from pyinfra.operations import server
 from hipgate.errors import fail
 from hipgate.lab import artifacts, machine, ops
 from hipgate.lab.base import base_path, build_base
-from hipgate.lab.topology import LAB_SUPERNET, Lab, LabHost, build_lab, state_root
+from hipgate.lab.topology import (
+    LAB_ONLY_NETWORKS,
+    LAB_SUPERNET,
+    LEASED_LINE_IFACE,
+    Lab,
+    LabHost,
+    build_lab,
+    state_root,
+)
 
 HOST_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -220,7 +228,8 @@ def up(
                 add(f"sysctl {key}", server.sysctl, key=key, value=value)
             add("base rootfs", ops.call, build_base, base, needed=not base.is_dir())
             add("bridge", ops.bridge, lab.bridge, f"{lab.gateway}/24", mtu)
-            add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge)
+            lab_only = [str(n) for n in LAB_ONLY_NETWORKS]
+            add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge, lab_only)
             for h in lab.hosts:
                 hdir = machine.host_dir(lab, h)
                 running = machine.running_pid(lab, h) is not None
@@ -238,7 +247,22 @@ def up(
                     f"{h.name}: veth", ops.veth, h.veth, h.netns, h.mac, f"{h.address}/24", lab.gateway, lab.bridge, mtu
                 )
                 add(f"{h.name}: boot", ops.call, machine.start, lab, h, needed=not running)
-            return len(HOST_SYSCTLS) + 3 + 5 * len(lab.hosts)
+            line = lab.leased_line()
+            if line is not None:
+                fe, peer = line
+                add(
+                    "leased line",
+                    ops.leased_line,
+                    fe.netns,
+                    peer.netns,
+                    LEASED_LINE_IFACE,
+                    mtu,
+                    [f"{lab.leased_address(fe)}/24", f"{lab.protected_address(fe)}/32"],
+                    # The simulated platform network lives on natplat's loopback, one address per service.
+                    [f"{lab.leased_address(peer)}/24", f"lo:{lab.platform_address(1)}/24"]
+                    + [f"lo:{lab.platform_address(o)}/32" for o in artifacts.PLATFORM_SERVICE_OFFSETS],
+                )
+            return len(HOST_SYSCTLS) + 3 + 5 * len(lab.hosts) + (line is not None)
 
         changed = _run_deploy("up", build, progress)
     done = 0
@@ -298,7 +322,7 @@ def down(name: str, progress: Progress | None = None) -> bool:
                 str(hdir / "merged"),
                 present=False,
             )
-        add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge, present=False)
+        add("nat", ops.nat_table, lab.nft_table, str(lab.subnet), lab.bridge, [], present=False)
         add("bridge", ops.bridge, lab.bridge, "", 0, present=False)
         return 3 * len(lab.hosts) + 3
 

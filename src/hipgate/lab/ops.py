@@ -59,6 +59,25 @@ class NftTables(_SetFact):
         return {" ".join(line.split()[1:3]) for line in output if line.startswith("table ")}
 
 
+class NetnsAddresses(_SetFact):
+    """IPv4 addresses (CIDR) and link names inside one network namespace."""
+
+    def command(self, ns: str) -> str:
+        # Empty while the namespace does not exist yet (facts are read when operations are added).
+        n = shlex.quote(ns)
+        return f"ip -n {n} -o -4 addr show 2>/dev/null; ip -n {n} -o link show 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> set[str]:
+        found = set()
+        for line in output:
+            parts = line.split()
+            if len(parts) > 3 and parts[2] == "inet":
+                found.add(parts[3])
+            elif len(parts) > 1 and parts[1].endswith(":"):
+                found.add("link:" + parts[1].rstrip(":").split("@")[0])
+        return found
+
+
 def q(*words: object) -> str:
     return " ".join(shlex.quote(str(w)) for w in words)
 
@@ -75,7 +94,7 @@ def bridge(name: str, cidr: str, mtu: int, present: bool = True) -> Generator:
 
 
 @operation()
-def nat_table(table: str, subnet: str, bridge_name: str, present: bool = True) -> Generator:
+def nat_table(table: str, subnet: str, bridge_name: str, lab_only: list[str], present: bool = True) -> Generator:
     exists = f"ip {table}" in host.get_fact(NftTables)
     if present and not exists:
         rules = (
@@ -83,6 +102,8 @@ def nat_table(table: str, subnet: str, bridge_name: str, present: bool = True) -
             f"add chain ip {table} postrouting {{ type nat hook postrouting priority srcnat; }}; "
             f"add rule ip {table} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade; "
             f"add chain ip {table} forward {{ type filter hook forward priority filter; }}; "
+            # Networks simulated inside the lab never leave this machine, whatever a host routes.
+            f"add rule ip {table} forward ip daddr {{ {', '.join(lab_only)} }} drop; "
             f'add rule ip {table} forward iifname "{bridge_name}" accept; '
             f'add rule ip {table} forward oifname "{bridge_name}" ct state established,related accept'
         )
@@ -117,6 +138,27 @@ def veth(
         yield StringCommand(q("ip", "-n", ns, "route", "add", "default", "via", gateway))
     elif not present and exists:
         yield StringCommand(q("ip", "link", "del", name))
+
+
+@operation()
+def leased_line(ns_a: str, ns_b: str, iface: str, mtu: int, addrs_a: list[str], addrs_b: list[str]) -> Generator:
+    """A veth pair straight between two namespaces (`iface` in both) and their addresses; the
+    namespaces' removal removes it. Addresses on `lo` are given as "lo:CIDR"."""
+    create = f"link:{iface}" not in host.get_fact(NetnsAddresses, ns=ns_a)
+    if create:
+        yield StringCommand(
+            q("ip", "link", "add", iface, "netns", ns_a, "mtu", mtu, "type", "veth")
+            + " "
+            + q("peer", "name", iface, "netns", ns_b, "mtu", mtu)
+        )
+    for ns, addrs in ((ns_a, addrs_a), (ns_b, addrs_b)):
+        have = host.get_fact(NetnsAddresses, ns=ns)
+        if create:
+            yield StringCommand(q("ip", "-n", ns, "link", "set", iface, "up"))
+        for a in addrs:
+            dev, _, cidr = a.rpartition(":")
+            if cidr not in have:
+                yield StringCommand(q("ip", "-n", ns, "addr", "add", cidr, "dev", dev or iface))
 
 
 @operation()

@@ -27,6 +27,17 @@ REFERENCE_HOSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Each lab gets one /24 out of this /16; the gateway (bridge) is .1, hosts start at .10.
 LAB_SUPERNET = ipaddress.IPv4Network("10.231.0.0/16")
+# Networks that exist only inside a lab's own namespaces (one /24 per lab, same index): the simulated
+# national platform network (on natplat), the leased line (医保专线) between frontend and natplat, and
+# the provincial protected subnet that the VPN carries (the front-end server's fixed address).
+PLATFORM_SUPERNET = ipaddress.IPv4Network("10.232.0.0/16")
+LEASED_LINE_SUPERNET = ipaddress.IPv4Network("10.233.0.0/16")
+PROTECTED_SUPERNET = ipaddress.IPv4Network("10.234.0.0/16")
+# The lab host must never forward these anywhere (they would leave the machine through NAT).
+LAB_ONLY_NETWORKS = (PLATFORM_SUPERNET, LEASED_LINE_SUPERNET, PROTECTED_SUPERNET)
+# Hosts joined by the leased line: the VPN endpoint and the simulated national platform.
+LEASED_LINE_ENDS = ("frontend", "natplat")
+LEASED_LINE_IFACE = "eth1"
 FIRST_HOST_OFFSET = 10
 MAX_HOSTS = 240
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -80,6 +91,32 @@ class Lab:
     @property
     def nft_table(self) -> str:
         return f"hipgate_lab{self.index}"
+
+    def _net(self, supernet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        return list(supernet.subnets(new_prefix=24))[self.index]
+
+    @property
+    def platform_cidr(self) -> ipaddress.IPv4Network:
+        return self._net(PLATFORM_SUPERNET)
+
+    @property
+    def protected_cidr(self) -> ipaddress.IPv4Network:
+        return self._net(PROTECTED_SUPERNET)
+
+    def platform_address(self, offset: int) -> str:
+        return str(self.platform_cidr.network_address + offset)
+
+    def leased_line(self) -> tuple[LabHost, LabHost] | None:
+        """(frontend, natplat) when the lab has both: a veth pair straight between their namespaces."""
+        ends = [next((h for h in self.hosts if h.name == n), None) for n in LEASED_LINE_ENDS]
+        return (ends[0], ends[1]) if ends[0] is not None and ends[1] is not None else None
+
+    def leased_address(self, h: LabHost) -> str:
+        """A host's address on the leased line: the same last octet as on the lab bridge."""
+        return str(self._net(LEASED_LINE_SUPERNET).network_address + int(h.address.rsplit(".", 1)[1]))
+
+    def protected_address(self, h: LabHost) -> str:
+        return str(self.protected_cidr.network_address + int(h.address.rsplit(".", 1)[1]))
 
     @property
     def directory(self) -> Path:

@@ -1,0 +1,1 @@
+"""Go-live preflight: network reachability of the national platform and terminal environments."""
