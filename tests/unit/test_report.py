@@ -240,3 +240,32 @@ def test_reachability_and_database_attempts_are_shown_with_their_evidence(tmp_pa
     summary = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))
     assert summary["reachability"][0]["from"] == "fe01" and len(summary["reachability"][0]["probes"]) == 2
     assert {f["name"] for f in summary["flows"]} >= {"management-ssh", "app-to-db", "vpn-ike"}
+
+
+def test_vpn_suite_and_preflight_sections(tmp_path: Path) -> None:
+    sa = {
+        "ike": "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384",
+        "esp": "ESP:AES_GCM_16-256",
+        "local_ts": ["10.86.200.0/28"],
+        "remote_ts": ["10.123.0.0/16"],
+    }
+    vpn = Outcome(True, "隧道已建立", "tunnel up", [Evidence("swanctl --list-sas", 0, "x")], {"vpn": [sa]})
+    row = {
+        "host": "fe01",
+        "check": "tcp",
+        "target": "10.123.0.80:443",
+        "ok": False,
+        "warning": False,
+        "observed_zh": "超时",
+        "observed_en": "timed out: dropped on the way by a firewall",
+        "fix_zh": "请放通",
+        "fix_en": "ask the network operator to open TCP 443",
+    }
+    pf = Outcome(False, "未通过", "failed", [Evidence("probe", 0, "{}")], {"preflight": [row]})
+    outcomes = {("vpn_tunnel_strong", "fe01"): vpn, ("platform_network_preflight", "fe01"): pf}
+    rep = write_report(results_file(tmp_path, outcomes), tmp_path / "o", NOW)
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    # One row per SA although two controls (8.1.2.2-a and -b) name the check.
+    assert html.count('<tr data-host="fe01"><td>') == 1 and "PRF_HMAC_SHA2_384/ECP_384" in html
+    assert 'data-check="tcp"' in html and "ask the network operator to open TCP 443" in html
+    assert "TCP 端口可达" in html and rep.status == "fail"

@@ -92,6 +92,29 @@ class Report:
         """(result, its data[key]) for every result that carries that kind of structured evidence."""
         return [(r, r["data"][key]) for r in self.doc["results"] if key in (r.get("data") or {})]
 
+    def tunnels(self) -> list[dict[str, Any]]:
+        """VPN SAs in use per host (check vpn_tunnel_strong, named by two controls: shown once)."""
+        seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for result, sas in self.data("vpn"):
+            for sa in sas:
+                seen.setdefault((result["host"], sa["ike"], sa["esp"]), dict(sa, result=result))
+        return list(seen.values())
+
+    def preflight(self) -> list[dict[str, Any]]:
+        """Go-live network preflight rows (check platform_network_preflight), with their titles."""
+        from hipgate.preflight.network import TITLES
+
+        return [
+            dict(
+                row,
+                title_zh=TITLES.get(row["check"], (row["check"], ""))[0],
+                title_en=TITLES.get(row["check"], ("", row["check"]))[1],
+                result=result,
+            )
+            for result, rows in self.data("preflight")
+            for row in rows
+        ]
+
     def reachability(self) -> tuple[list[str], list[dict[str, Any]]]:
         """The reachability matrix: target columns ("host:port") and one row per probing host."""
         columns: list[str] = []
