@@ -77,6 +77,17 @@ def _covers(selectors: list[str], subnet: str) -> bool:
     return any(net.subnet_of(ipaddress.ip_network(ts, strict=False)) for ts in selectors if "/" in ts)
 
 
+def tunnels_up(sas: list[IkeSA], subnets: list[str]) -> list[tuple[IkeSA, ChildSA]]:
+    """Established IKE SAs with an installed CHILD_SA whose remote selectors cover every subnet."""
+    return [
+        (sa, c)
+        for sa in sas
+        if sa.state == "ESTABLISHED"
+        for c in sa.children
+        if c.state == "INSTALLED" and all(_covers(c.remote_ts, s) for s in subnets)
+    ]
+
+
 @scoped(VPN_GROUP, context=True)
 def vpn_tunnel_strong(host: Any, params: dict[str, Any], ctx: Context) -> Outcome:
     """An established IKE SA with an installed CHILD_SA covering every platform subnet, negotiated with
@@ -84,14 +95,7 @@ def vpn_tunnel_strong(host: Any, params: dict[str, Any], ctx: Context) -> Outcom
     p = Probe(host)
     _, out = p.run("swanctl --list-sas 2>/dev/null")
     wanted = remote_subnets(ctx)
-    sas = parse_list_sas(out)
-    up = [
-        (sa, c)
-        for sa in sas
-        if sa.state == "ESTABLISHED"
-        for c in sa.children
-        if c.state == "INSTALLED" and all(_covers(c.remote_ts, s) for s in wanted)
-    ]
+    up = tunnels_up(parse_list_sas(out), wanted)
     weak = sorted({m.group(0) for sa, c in up for m in WEAK.finditer(f"{sa.suite} {c.esp}")})
     ok = bool(up) and not weak
     suites = [f"IKE {sa.suite}; {c.esp}; {' '.join(c.local_ts)} === {' '.join(c.remote_ts)}" for sa, c in up]

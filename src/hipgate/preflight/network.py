@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hipgate.conformance.vpn_checks import parse_list_sas
+from hipgate.conformance.vpn_checks import parse_list_sas, tunnels_up
 from hipgate.flows import VPN_GROUP
 from hipgate.inventory.load import Inventory
 
@@ -290,14 +290,7 @@ def _route_rows(inv: Inventory, host: str, spec: dict[str, Any], raw: dict[str, 
 
 def _vpn_row(inv: Inventory, host: str, res: dict[str, Any] | None, nets: list[ipaddress.IPv4Network]) -> Row:
     sas = parse_list_sas((res or {}).get("stdout", ""))
-    up = [
-        (sa, c)
-        for sa in sas
-        if sa.state == "ESTABLISHED"
-        for c in sa.children
-        if c.state == "INSTALLED"
-        and all(any(n.subnet_of(ipaddress.ip_network(t, strict=False)) for t in c.remote_ts if "/" in t) for n in nets)
-    ]
+    up = tunnels_up(sas, [str(n) for n in nets])
     peer = inv.settings["vpn"]["peer_address"]
     if up:
         sa, c = up[0]
