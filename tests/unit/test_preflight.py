@@ -153,3 +153,13 @@ def test_probe_script_runs_on_plain_python_and_reports_refusals() -> None:
     raw = json.loads(res.stdout)
     assert raw["dns"][0]["rcode"] is None and raw["dns"][0]["error"] in ("timeout", "ECONNREFUSED")
     assert raw["tcp"] == [] and raw["routes"]["127.0.0.1"]["rc"] == 0
+
+
+def test_host_that_cannot_be_probed_is_one_failed_row(inv) -> None:
+    class Refused:
+        def run(self, command: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.CompletedProcess(["ssh"], 255, "", "ssh: connect to host 10.86.1.10 port 22: refused")
+
+    (row,) = pf.probe_host(inv, "fe01", Refused())
+    assert (row.check, row.ok, row.target) == ("probe", False, "10.86.1.10")
+    assert "port 22: refused" in row.observed_en and "ssh and sudo" in row.fix_en

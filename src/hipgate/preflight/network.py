@@ -331,27 +331,30 @@ def _time_row(host: str, res: dict[str, Any] | None) -> Row:
     )
 
 
+def run_probe(inv: Inventory, host: str, connection: Any, spec: dict[str, Any], source: Path) -> dict[str, Any] | Row:
+    """The probe's raw observations, or the failed row of a host that could not be probed."""
+    res = connection.run(probe_command(spec, source))
+    try:
+        return dict(json.loads(res.stdout))
+    except ValueError:
+        err = (res.stderr or res.stdout).strip()[-300:]
+        return Row(
+            host,
+            "probe",
+            inv.address(host),
+            False,
+            f"无法检查：{err}",
+            f"could not probe: {err}",
+            "确认可以 SSH 登录该主机并使用 sudo，且已安装 python3。",
+            "make sure ssh and sudo work on this host and python3 is installed.",
+        )
+
+
 def probe_host(inv: Inventory, host: str, connection: Any) -> list[Row]:
     """Run the probe on one host and judge it; a host that cannot be probed is one failed row."""
     spec = spec_for(inv, host)
-    res = connection.run(probe_command(spec))
-    try:
-        raw = json.loads(res.stdout)
-    except ValueError:
-        err = (res.stderr or res.stdout).strip()[-300:]
-        return [
-            Row(
-                host,
-                "probe",
-                inv.address(host),
-                False,
-                f"无法检查：{err}",
-                f"could not probe: {err}",
-                "确认可以 SSH 登录该主机并使用 sudo，且已安装 python3。",
-                "make sure ssh and sudo work on this host and python3 is installed.",
-            )
-        ]
-    return judge(inv, host, spec, raw)
+    raw = run_probe(inv, host, connection, spec, PROBE_SOURCE)
+    return [raw] if isinstance(raw, Row) else judge(inv, host, spec, raw)
 
 
 def run_preflight(

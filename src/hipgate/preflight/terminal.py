@@ -4,12 +4,11 @@ browser - in the same output forms as the network preflight."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hipgate.inventory.load import Inventory
-from hipgate.preflight.network import Row, probe_command
+from hipgate.preflight.network import Row, run_probe
 
 PROBE_SOURCE = Path(__file__).with_name("terminal_probe.py")
 GROUP = "terminals"
@@ -155,21 +154,5 @@ def judge(host: str, raw: dict[str, Any]) -> list[Row]:
 
 
 def probe_host(inv: Inventory, host: str, connection: Any) -> list[Row]:
-    res = connection.run(probe_command(spec(), PROBE_SOURCE))
-    try:
-        raw = json.loads(res.stdout)
-    except ValueError:
-        err = (res.stderr or res.stdout).strip()[-300:]
-        return [
-            Row(
-                host,
-                "probe",
-                inv.address(host),
-                False,
-                f"无法检查：{err}",
-                f"could not probe: {err}",
-                "确认可以 SSH 登录该终端并使用 sudo，且已安装 python3。",
-                "make sure ssh and sudo work on this terminal and python3 is installed.",
-            )
-        ]
-    return judge(host, raw)
+    raw = run_probe(inv, host, connection, spec(), PROBE_SOURCE)
+    return [raw] if isinstance(raw, Row) else judge(host, raw)
