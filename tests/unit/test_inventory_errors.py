@@ -143,3 +143,15 @@ def test_every_problem_reported_at_once(inventory: Path) -> None:
     )
     wheres = {p.where.split(": ", 1)[1] for p in problems_of(inventory)}
     assert {"hipgate.network.platform_cidr", "hipgate.network.dns_servers.[0]"} <= wheres
+
+
+def test_vpn_peer_inside_local_subnets(inventory: Path) -> None:
+    edit_yaml(settings(inventory), lambda d: d["hipgate"]["vpn"].update({"peer_address": "10.86.200.3"}))
+    p = only_problem(inventory, settings(inventory), "hipgate.vpn.peer_address")
+    assert "10.86.200.3" in p.en and "10.86.200.0/28" in p.en
+
+
+def test_vpn_local_overlaps_platform(inventory: Path) -> None:
+    edit_yaml(settings(inventory), lambda d: d["hipgate"]["vpn"].update({"local_subnets": ["10.123.4.0/24"]}))
+    p = only_problem(inventory, settings(inventory), "hipgate.vpn.local_subnets")
+    assert "10.123.4.0/24" in p.en and "10.123.0.0/16" in p.en

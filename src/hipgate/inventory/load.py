@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,45 @@ def _cross_checks(hosts_file: Path, settings_file: Path, inv: Inventory, raw_hos
                 )
             )
         seen.add(cid)
+    problems += _vpn_checks(settings_file, hip)
     problems += build_matrix(hip, topology_from_inventory(inv.groups, inv.hosts), str(settings_file))[1]
+    return problems
+
+
+def _vpn_checks(settings_file: Path, hip: dict[str, Any]) -> list[Problem]:
+    """Traffic selectors that cannot work: the peer on our protected side, or one subnet on both sides."""
+    vpn = hip.get("vpn") or {}
+    try:
+        peer = ipaddress.ip_address(vpn["peer_address"])
+        local = [ipaddress.ip_network(c) for c in vpn["local_subnets"]]
+        platform = (hip.get("network") or {}).get("platform_cidr")
+        remote = [ipaddress.ip_network(c) for c in vpn.get("remote_subnets") or [platform]]
+    except (KeyError, TypeError, ValueError):
+        return []  # missing or malformed fields are already reported by the schema
+    where = f"{settings_file}: hipgate.vpn"
+    problems = [
+        Problem(
+            f"{where}.peer_address",
+            f"对端地址 {peer} 位于本端受保护网段 {net} 内，隧道无法建立。",
+            f"peer address {peer} lies inside the local protected subnet {net}; the tunnel cannot form.",
+            "peer_address 填国家平台 VPN 网关地址；local_subnets 只填本省一侧的网段。",
+            "set peer_address to the platform's VPN gateway and local_subnets to provincial subnets only.",
+        )
+        for net in local
+        if peer in net
+    ]
+    problems += [
+        Problem(
+            f"{where}.local_subnets",
+            f"本端网段 {mine} 与平台网段 {theirs} 重叠，流量无法区分走向。",
+            f"local subnet {mine} overlaps platform subnet {theirs}; traffic could not be told apart.",
+            "与国家平台协商互不重叠的地址段，或更正 local_subnets / remote_subnets。",
+            "agree non-overlapping ranges with the platform, or correct local_subnets / remote_subnets.",
+        )
+        for mine in local
+        for theirs in remote
+        if mine.overlaps(theirs)
+    ]
     return problems
 
 
