@@ -8,45 +8,28 @@ checks for drift cost.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import yaml
+from benchlib import BIN, HIPGATE, ROOT, lab_inventory, measured_by, regroup, run, update_settings, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT / "src"))
-
-from hipgate.lab.artifacts import reference_access  # noqa: E402
-from hipgate.verify import run_verify  # noqa: E402
+from hipgate.lab.artifacts import reference_access
+from hipgate.verify import run_verify
 
 LAB = "bench-conf"
 MANAGED = 20
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> str:
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=ROOT)
-    if res.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}{res.stderr[-2000:]}")
-    return res.stdout
-
-
-def provincial_inventory(lab_inventory: Path, target: Path) -> Path:
-    """Give the numbered lab hosts the roles of a province: 20 managed hosts and the simulated platform."""
-    shutil.copytree(lab_inventory, target)
-    doc = yaml.safe_load((target / "hosts.yml").read_text(encoding="utf-8"))
-    hosts = {n: v for g in doc["all"]["children"].values() for n, v in g["hosts"].items()}
-    names = sorted(hosts)
-    layout = {
+def layout(names: list[str]) -> dict[str, list[str]]:
+    """The roles of a province: 20 managed hosts and the simulated platform."""
+    return {
         "bastion": names[0:1],
         "log_collector": names[0:1],
         "database": names[1:2],
@@ -57,31 +40,36 @@ def provincial_inventory(lab_inventory: Path, target: Path) -> Path:
         "natplat": names[MANAGED : MANAGED + 1],
         "simulated_peers": names[MANAGED : MANAGED + 1],
     }
-    doc["all"]["children"] = {g: {"hosts": {n: hosts[n] for n in ns}} for g, ns in layout.items()}
-    (target / "hosts.yml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+def provincial_inventory(target: Path) -> Path:
+    hosts = regroup(lab_inventory(LAB), target, layout)
     # The lab writes the simulated platform's time-service vars for every lab (group simulated_peers).
     assert (target / "group_vars" / "simulated_peers" / "lab.yml").is_file()
+    natplat = hosts[layout(sorted(hosts))["natplat"][0]]["ansible_host"]
+
+    def bench_settings(hip: dict) -> None:
+        """Time and DNS from the simulated platform, as in the reference lab; the reference flow matrix
+        and database clients, so the firewall and PostgreSQL do real work."""
+        hip["time"]["ntp_servers"] = [natplat]
+        hip["network"]["dns_servers"] = [natplat]
+        hip.update(reference_access())
+
+    update_settings(target, bench_settings)
     return target
-
-
-def settings(inv: Path) -> None:
-    """hipgate.yml for the bench: time from the simulated platform, as in the reference lab."""
-    doc = yaml.safe_load((inv / "hosts.yml").read_text(encoding="utf-8"))
-    natplat = next(iter(doc["all"]["children"]["natplat"]["hosts"].values()))["ansible_host"]
-    path = inv / "group_vars" / "all" / "hipgate.yml"
-    conf = yaml.safe_load(path.read_text(encoding="utf-8"))
-    conf["hipgate"]["time"]["ntp_servers"] = [natplat]
-    conf["hipgate"]["network"]["dns_servers"] = [natplat]
-    # The reference flow matrix and database clients, so the firewall and PostgreSQL do real work.
-    conf["hipgate"].update(reference_access())
-    path.write_text(yaml.safe_dump(conf, allow_unicode=True), encoding="utf-8")
 
 
 def playbook(inv: Path, book: Path) -> tuple[float, str]:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
     start = time.monotonic()
-    out = run([str(BIN / "ansible-playbook"), "-i", str(inv), str(book)], env=env)
+    out = run([str(BIN / "ansible-playbook"), "-i", str(inv), str(book)], env=env).stdout
     return time.monotonic() - start, out
+
+
+def slowest(junit: Path, n: int = 5) -> list[tuple[float, str]]:
+    """The n longest test cases of a verify run, from its JUnit file."""
+    cases = ElementTree.parse(junit).getroot().iter("testcase")
+    return sorted(((float(c.get("time", 0)), c.get("name", "?")) for c in cases), reverse=True)[:n]
 
 
 def recap(out: str) -> dict[str, tuple[int, int, int]]:
@@ -94,15 +82,12 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (the lab) / 需要 root 权限")
-    hipgate = str(BIN / "hipgate")
-    subprocess.run([hipgate, "lab", "down", "--name", LAB], capture_output=True, check=False)
+    run([HIPGATE, "lab", "down", "--name", LAB], check=False)
     work = Path(tempfile.mkdtemp(prefix="hipgate-bench-"))
     try:
-        run([hipgate, "lab", "up", "--name", LAB, "--count", str(MANAGED + 1)])
-        lab_inv = Path(os.environ.get("HIPGATE_STATE", "/var/lib/hipgate")) / "labs" / LAB / "inventory"
-        inv = provincial_inventory(lab_inv, work / "bench")
-        settings(inv)
-        run([hipgate, "inventory", "check", str(inv)])
+        run([HIPGATE, "lab", "up", "--name", LAB, "--count", str(MANAGED + 1)])
+        inv = provincial_inventory(work / "bench")
+        run([HIPGATE, "inventory", "check", str(inv)])
         site = ROOT / "playbooks" / "site.yml"
 
         t_converge, _ = playbook(inv, site)
@@ -132,21 +117,22 @@ def main() -> None:
         start = time.monotonic()
         _, one = run_verify(inv, work / "v1", limit=[first_host])
         t_verify_1 = time.monotonic() - start
+        slow_1 = slowest(work / "v1" / "junit.xml")
         start = time.monotonic()
         _, all_counts = run_verify(inv, work / "v20")
         t_verify_20 = time.monotonic() - start
     finally:
-        subprocess.run([hipgate, "lab", "down", "--name", LAB], capture_output=True, check=False)
+        run([HIPGATE, "lab", "down", "--name", LAB], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
     checks_20 = sum(all_counts.values())
     lines = [
         "# Conformance benchmark / 基线与合规检查基准",
         "",
-        f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by `scripts/bench-conformance` on "
-        f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}: one run, a lab of "
+        f"{measured_by('bench-conformance')}: one run, a lab of "
         f"{MANAGED} managed hosts plus the simulated national platform, real `playbooks/site.yml` "
-        "(timesync, pki, baseline) over SSH with the project's ansible.cfg.",
+        "(every play but the VPN and the simulated platform services, which need the reference lab's leased "
+        "line) over SSH with the project's ansible.cfg.",
         "",
         "| what | time | notes |",
         "|---|---|---|",
@@ -158,11 +144,14 @@ def main() -> None:
         f"| `hipgate verify`, 1 host | {t_verify_1:.1f} s | {sum(one.values())} check results |",
         f"| `hipgate verify`, {MANAGED} hosts | {t_verify_20:.1f} s | {checks_20} check results, 8 workers |",
         "",
+        f"Slowest checks of `hipgate verify` on {first_host} (a front-end server):",
+        "",
+        "| check | time |",
+        "|---|---|",
+        *(f"| `{name}` | {secs:.1f} s |" for secs, name in slow_1),
+        "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    write_results(Path(args.out), lines)
 
 
 if __name__ == "__main__":
