@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hipgate.errors import UserError, fail
+from hipgate.preflight.network import TITLES
 from hipgate.report.results_schema import RESULTS_SCHEMA
 from hipgate.validation import validate_document
 
@@ -102,18 +103,12 @@ class Report:
 
     def preflight(self) -> list[dict[str, Any]]:
         """Go-live network preflight rows (check platform_network_preflight), with their titles."""
-        from hipgate.preflight.network import TITLES
-
-        return [
-            dict(
-                row,
-                title_zh=TITLES.get(row["check"], (row["check"], ""))[0],
-                title_en=TITLES.get(row["check"], ("", row["check"]))[1],
-                result=result,
-            )
-            for result, rows in self.data("preflight")
-            for row in rows
-        ]
+        out = []
+        for result, rows in self.data("preflight"):
+            for row in rows:
+                zh, en = TITLES.get(row["check"], (row["check"], row["check"]))
+                out.append(dict(row, title_zh=zh, title_en=en, result=result))
+        return out
 
     def reachability(self) -> tuple[list[str], list[dict[str, Any]]]:
         """The reachability matrix: target columns ("host:port") and one row per probing host."""
