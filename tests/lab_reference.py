@@ -16,7 +16,8 @@ from hipgate.conformance.checks import Context, run_check
 from hipgate.policy.load import load_policy
 
 HIPGATE = str(Path(sys.executable).parent / "hipgate")
-LAB = "t-access"
+# HIPGATE_TEST_LAB: another name lets two checkouts run their lab tests side by side.
+LAB = os.environ.get("HIPGATE_TEST_LAB", "t-access")
 LAB_DIR = Path(os.environ.get("HIPGATE_STATE", "/var/lib/hipgate")) / "labs" / LAB
 INV = LAB_DIR / "inventory"
 CA = "sslrootcert=/etc/hipgate/pki/ca.crt"

@@ -21,7 +21,7 @@ from hipgate.policy.load import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-LAB = "t-conformance"
+LAB = os.environ.get("HIPGATE_TEST_CONFORMANCE_LAB", "t-conformance")
 LAB_DIR = Path(os.environ.get("HIPGATE_STATE", "/var/lib/hipgate")) / "labs" / LAB
 
 
