@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,87 @@ from typing import Any
 from cerberus import Validator, errors
 
 from hipgate.errors import Problem
+from hipgate.inventory.schema import RESERVED_PG_PREFIX, RESERVED_PG_ROLES
+
+# Free text (names, purposes) may hold any printable character but none that ends a config line
+# or starts an Ansible template: a value with "{{" would be evaluated on the control node.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_JINJA = re.compile(r"\{[{%#]|[}%#]\}")
+TEXT_MAX = 200
+# Local file paths (key files, CA files): no whitespace, quotes or shell metacharacters.
+PATH_RE = re.compile(r"[A-Za-z0-9_./~+@-]{1,4096}")
+# systemd OnCalendar, the subset hipgate documents: [weekdays] [date] time, or a shorthand.
+_WD = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_NUM = r"(?:\*|[0-9]{1,4}(?:\.\.[0-9]{1,4})?(?:/[0-9]{1,3})?(?:,[0-9]{1,4}(?:\.\.[0-9]{1,4})?)*)"
+ONCALENDAR_RE = re.compile(
+    rf"(?:minutely|hourly|daily|weekly|monthly|quarterly|semiannually|yearly)"
+    rf"|(?:{_WD}(?:(?:\.\.|,){_WD})* )?(?:{_NUM}-{_NUM}-{_NUM} )?{_NUM}:{_NUM}(?::{_NUM})?"
+)
+
+
+# ssh options that run a command on the control node (or hand ssh a file that could).
+_SSH_COMMAND_OPTIONS = {"proxycommand", "localcommand", "permitlocalcommand", "knownhostscommand", "include", "match"}
+_SSH_OPTION_RE = re.compile(r"[A-Za-z]+=[A-Za-z0-9_./~+@:%,=-]{1,256}")
+
+
+def ssh_args_problem(value: Any) -> bool:
+    """True unless value is only `-F path` and `-o Option=value` words with no command option."""
+    if not isinstance(value, str) or _CONTROL.search(value):
+        return True
+    words = value.split()
+    i = 0
+    while i < len(words):
+        flag, arg = words[i], words[i + 1] if i + 1 < len(words) else ""
+        if flag == "-F" and PATH_RE.fullmatch(arg):
+            pass
+        elif flag == "-o" and _SSH_OPTION_RE.fullmatch(arg):
+            if arg.split("=", 1)[0].lower() in _SSH_COMMAND_OPTIONS:
+                return True
+        else:
+            return True
+        i += 2
+    return False
+
+
+def safe_text(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= TEXT_MAX
+        and not _CONTROL.search(value)
+        and not _JINJA.search(value)
+    )
 
 
 class _Validator(Validator):  # type: ignore[misc]
+    def _validate_regex(self, pattern: str, field: str, value: Any) -> None:
+        """{'type': 'string'}"""
+        # cerberus appends `$`, which matches before a final newline: "exchange_app\n" would pass.
+        if isinstance(value, str) and not re.fullmatch(pattern.removesuffix("$"), value):
+            self._error(field, errors.REGEX_MISMATCH)
+
+    def _check_with_text(self, fld: str, value: Any) -> None:
+        if not safe_text(value):
+            self._error(fld, "text")
+
+    def _check_with_path(self, fld: str, value: Any) -> None:
+        if not (isinstance(value, str) and PATH_RE.fullmatch(value)):
+            self._error(fld, "path")
+
+    def _check_with_ssh_args(self, fld: str, value: Any) -> None:
+        if ssh_args_problem(value):
+            self._error(fld, "ssh_args")
+
+    def _check_with_misplaced_hipgate(self, fld: str, value: Any) -> None:
+        self._error(fld, "misplaced_hipgate")
+
+    def _check_with_client_role(self, fld: str, value: Any) -> None:
+        if isinstance(value, str) and (value in RESERVED_PG_ROLES or value.startswith(RESERVED_PG_PREFIX)):
+            self._error(fld, "reserved_role")
+
+    def _check_with_oncalendar(self, fld: str, value: Any) -> None:
+        if not (isinstance(value, str) and len(value) <= 64 and ONCALENDAR_RE.fullmatch(value)):
+            self._error(fld, "oncalendar")
+
     def _check_with_ipv4(self, fld: str, value: Any) -> None:
         try:
             ipaddress.IPv4Address(value)
@@ -140,6 +219,58 @@ def _problem(file: Path, rules: dict[str, Any], err: errors.ValidationError) -> 
             want_zh,
             want_en,
         )
+    if custom == "text":
+        return Problem(
+            where,
+            f"{value!r} 含换行、控制字符或模板标记（{{{{ }}}}、{{% %}}），或长于 {TEXT_MAX} 字符。",
+            f"{value!r} holds a newline, a control character or a template marker ({{{{ }}}}, {{% %}}), "
+            f"or is longer than {TEXT_MAX} characters.",
+            f"改为单行纯文本：{meta['zh']}。",
+            f"use one line of plain text: {meta['en']}.",
+        )
+    if custom == "path":
+        return Problem(
+            where,
+            f"{value!r} 不是安全的文件路径（只允许字母、数字与 _ . / ~ + @ -）。",
+            f"{value!r} is not a safe file path (only letters, digits and _ . / ~ + @ - are allowed).",
+            want_zh,
+            want_en,
+        )
+    if custom == "oncalendar":
+        return Problem(
+            where,
+            f"{value!r} 不是受支持的 systemd OnCalendar 时间。",
+            f"{value!r} is not a supported systemd OnCalendar time.",
+            '使用如 "Sun *-*-* 01:00"、"Mon..Sat *-*-* 01:00" 或 "daily" 的格式。',
+            'use a form such as "Sun *-*-* 01:00", "Mon..Sat *-*-* 01:00" or "daily".',
+        )
+    if custom == "ssh_args":
+        return Problem(
+            where,
+            f"{value!r} 不是允许的 SSH 参数：只允许 -F 文件 与 -o 选项=值，"
+            "且不得含 ProxyCommand、LocalCommand 等执行命令的选项。",
+            f"{value!r} is not allowed: only -F file and -o Option=value, and no option that runs a command "
+            "(ProxyCommand, LocalCommand, KnownHostsCommand, Include, Match).",
+            "经堡垒机连接请用 -o ProxyJump=主机；其余设置写入 -F 指定的 ssh_config。",
+            "reach hosts through the bastion with -o ProxyJump=host; put other settings in the -F ssh_config.",
+        )
+    if custom == "misplaced_hipgate":
+        return Problem(
+            where,
+            "此处的 hipgate 设置会被 Ansible 读取并覆盖 group_vars/all/hipgate.yml，但不会被校验。",
+            "a hipgate key here is read by Ansible and overrides group_vars/all/hipgate.yml without validation.",
+            "删除它，把设置写入 group_vars/all/hipgate.yml（每个省只有一份 hipgate 设置）。",
+            "remove it and put the setting in group_vars/all/hipgate.yml (one hipgate block per province).",
+        )
+    if custom == "reserved_role":
+        reserved = ", ".join([*RESERVED_PG_ROLES, RESERVED_PG_PREFIX + "*"])
+        return Problem(
+            where,
+            f"角色 {value!r} 为 PostgreSQL 或 hipgate 保留，不能作为客户端或属主角色。",
+            f"role {value!r} is reserved by PostgreSQL or hipgate and cannot be a client's or owner's role.",
+            f"使用业务专用角色名，如 exchange_app（保留：{reserved}）。",
+            f"use an application role such as exchange_app (reserved: {reserved}).",
+        )
     if custom == "ipv4":
         return Problem(
             where, f"{value!r} 不是合法的 IPv4 地址。", f"{value!r} is not a valid IPv4 address.", want_zh, want_en
@@ -149,7 +280,7 @@ def _problem(file: Path, rules: dict[str, Any], err: errors.ValidationError) -> 
     )
 
 
-def validate_document(file: Path, document: Any, rules: dict[str, Any]) -> list[Problem]:
+def validate_document(file: Path, document: Any, rules: dict[str, Any], allow_unknown: bool = False) -> list[Problem]:
     if not isinstance(document, dict):
         return [
             Problem(
@@ -160,7 +291,7 @@ def validate_document(file: Path, document: Any, rules: dict[str, Any]) -> list[
                 "follow the template in inventories/example-province/.",
             )
         ]
-    validator = _Validator(rules, allow_unknown=False)
+    validator = _Validator(rules, allow_unknown=allow_unknown)
     if validator.validate(document):
         return []
     return [_problem(file, rules, err) for err in _leaves(list(validator._errors))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,10 @@ def test_allows_answers_like_the_firewall(inventory: Path) -> None:
         (lambda d: flows(d)[0].update({"proto": "icmp"}), "hipgate.flows.[0].proto", "use one of: tcp, udp, esp"),
         # Two flows allowing the same traffic: the rule set must stay minimal (8.1.3.2-b).
         (
-            lambda d: flows(d).append({**flows(d)[0], "name": "app-to-db-again", "ports": ["5000-5500"]}),
+            # Copies, not shared lists: yaml.safe_dump would write a shared list as an alias, refused.
+            lambda d: flows(d).append(
+                {**copy.deepcopy(flows(d)[0]), "name": "app-to-db-again", "ports": ["5000-5500"]}
+            ),
             "app-to-db-again",
             "overlap",
         ),

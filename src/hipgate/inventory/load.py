@@ -25,6 +25,8 @@ class Inventory:
     groups: dict[str, list[str]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)  # all.vars of hosts.yml
+    # Wide-open settings the province accepted on purpose ([{risk, reason}]), shown in reports.
+    acknowledged: list[dict[str, str]] = field(default_factory=list)
 
     def address(self, host: str) -> str:
         return str(self.hosts[host]["ansible_host"])
@@ -63,6 +65,101 @@ def _read_settings(inv_dir: Path) -> tuple[Path, Any]:
         if candidate.is_file():
             return candidate, read_yaml(candidate)
     return inv_dir / "group_vars" / "all" / "hipgate.yml", read_yaml(inv_dir / "group_vars" / "all" / "hipgate.yml")
+
+
+# Ansible reads host_vars/<host>[.yml|/...] and group_vars/<group>[.yml|/...] for every run; these
+# are the file names it loads there (hidden files and editor backups are skipped, as Ansible does).
+VAR_FILE_SUFFIXES = ("", ".yml", ".yaml", ".json")
+MAX_VAR_FILES = 500
+
+
+def _var_files(inv_dir: Path) -> list[Path]:
+    found: list[Path] = []
+    for top in ("host_vars", "group_vars"):
+        root = inv_dir / top
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if any(part.startswith(".") or part.endswith("~") for part in rel.parts):
+                continue
+            if path.suffix not in VAR_FILE_SUFFIXES or path.is_dir():
+                continue
+            found.append(path)
+            if len(found) > MAX_VAR_FILES:
+                return found
+    return found
+
+
+def _var_file_problems(inv_dir: Path, settings_file: Path) -> list[Problem]:
+    """Every other vars file Ansible reads: no `hipgate` key (it would replace the validated
+    settings), and the connection variables in it obey the hosts.yml rules."""
+    problems: list[Problem] = []
+    files = _var_files(inv_dir)
+    if len(files) > MAX_VAR_FILES:
+        return [
+            Problem(
+                str(inv_dir),
+                f"host_vars/group_vars 下文件超过 {MAX_VAR_FILES} 个。",
+                f"more than {MAX_VAR_FILES} files under host_vars/group_vars.",
+                "删除无关文件。",
+                "remove unrelated files.",
+            )
+        ]
+    rules = {"vars": {"type": "dict", "allow_unknown": True, "schema": schema.HOST_VARS_IN_VARS}}
+    for path in files:
+        if path == settings_file:
+            continue
+        try:
+            doc = read_yaml(path)
+        except UserError as exc:
+            problems += exc.problems
+            continue
+        if doc is None:
+            continue
+        found = validate_document(path, {"vars": doc} if isinstance(doc, dict) else doc, rules)
+        # Name the field as it is written in that file (without the wrapper key).
+        problems += [
+            Problem(p.where.replace(f"{path}: vars.", f"{path}: ", 1), p.zh, p.en, p.fix_zh, p.fix_en) for p in found
+        ]
+    return problems
+
+
+def _acknowledgement_problems(settings_file: Path, hip: dict[str, Any]) -> list[Problem]:
+    """Wide-open settings pass only when `hipgate.acknowledge` names their risk with a reason."""
+    acked = {a.get("risk") for a in hip.get("acknowledge") or []}
+    where = f"{settings_file}: hipgate"
+    found: list[tuple[str, str, str]] = []  # (risk, field, value)
+    for i, net in enumerate((hip.get("network") or {}).get("management_networks") or []):
+        if ipaddress.ip_network(net).prefixlen < schema.WIDE_PREFIX:
+            found.append(("wide_management_network", f"network.management_networks.[{i}]", net))
+    for i, flow in enumerate(hip.get("flows") or []):
+        for src in flow.get("from") or []:
+            try:
+                wide = ipaddress.IPv4Network(src, strict=True).prefixlen < schema.WIDE_PREFIX
+            except ValueError:
+                continue
+            if wide:
+                found.append(("wide_flow_source", f"flows.[{i}].from", src))
+    addr = (hip.get("custody") or {}).get("vault_addr")
+    if isinstance(addr, str) and addr.startswith("http://"):
+        found.append(("plaintext_vault_addr", "custody.vault_addr", addr))
+    problems = []
+    for risk, fld, value in found:
+        if risk in acked:
+            continue
+        zh, en = schema.ACK_RISKS[risk]
+        problems.append(
+            Problem(
+                f"{where}.{fld}",
+                f"{value!r}：{zh}，默认拒绝。",
+                f"{value!r}: {en}; refused by default ({risk}).",
+                f"收窄该设置；确需如此时在 hipgate.acknowledge 中写明 {{risk: {risk}, reason: 理由}}（写入报告）。",
+                f"narrow it; if it is really meant, add {{risk: {risk}, reason: why}} to hipgate.acknowledge "
+                "(shown in the report).",
+            )
+        )
+    return problems
 
 
 def _cross_checks(hosts_file: Path, settings_file: Path, inv: Inventory, raw_hosts: dict[str, Any]) -> list[Problem]:
@@ -147,6 +244,7 @@ def _cross_checks(hosts_file: Path, settings_file: Path, inv: Inventory, raw_hos
             )
         seen.add(cid)
     problems += _vpn_checks(settings_file, hip)
+    problems += _acknowledgement_problems(settings_file, hip)
     problems += build_matrix(hip, topology_from_inventory(inv.groups, inv.hosts), str(settings_file))[1]
     return problems
 
@@ -197,9 +295,11 @@ def load_inventory(path: Path | str) -> Inventory:
     problems = validate_document(hosts_file, raw_hosts, schema.HOSTS_FILE)
     settings_file, raw_settings = _read_settings(inv_dir)
     problems += validate_document(settings_file, raw_settings, schema.SETTINGS)
+    problems += _var_file_problems(inv_dir, settings_file)
     if problems:
         raise UserError(problems)
     inv = Inventory(path=inv_dir, settings=raw_settings["hipgate"], vars=dict(raw_hosts["all"].get("vars") or {}))
+    inv.acknowledged = [dict(a) for a in inv.settings.get("acknowledge") or []]
     for group, members in raw_hosts["all"]["children"].items():
         for name, hvars in members["hosts"].items():
             inv.groups.setdefault(group, []).append(name)

@@ -29,11 +29,36 @@ MIN_THRESHOLD = 2
 # terminals: agencies' Linux terminals, checked by `hipgate preflight terminal` only (never configured).
 OPTIONAL_GROUPS = {"outsider", "simulated_peers", "log_collector", "terminals"}
 
-IFACE_RE = r"^[A-Za-z0-9_.:-]{1,15}$"
-HOSTNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-CUSTODIAN_ID_RE = r"^[a-z][a-z0-9._-]{1,31}$"
-FLOW_NAME_RE = r"^[a-z][a-z0-9-]{1,40}$"
-PG_NAME_RE = r"^[a-z_][a-z0-9_]{0,62}$"
+# Every pattern ends in \Z, never $: Python's $ also matches before a final newline, and
+# hipgate.validation applies them with re.fullmatch as well.
+IFACE_RE = r"^[A-Za-z0-9_.:-]{1,15}\Z"
+HOSTNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z"
+# A DNS name (several labels), for time sources and the VPN peer's identity.
+DNS_NAME_RE = r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\Z"
+# IKE identity: a DNS name, an address, or user@domain (swanctl.conf writes it unquoted).
+IKE_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,252}\Z"
+CUSTODIAN_ID_RE = r"^[a-z][a-z0-9._-]{1,31}\Z"
+FLOW_NAME_RE = r"^[a-z][a-z0-9-]{1,40}\Z"
+PG_NAME_RE = r"^[a-z_][a-z0-9_]{0,62}\Z"
+# A login name as useradd and ssh_config take it.
+USER_RE = r"^[a-z_][a-z0-9_-]{0,31}\Z"
+# Flow sources: a host or group name, or an IPv4 network (checked further by hipgate.flows).
+FLOW_SOURCE_RE = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,62}|[0-9.]{7,15}/[0-9]{1,2})\Z"
+VAULT_ADDR_RE = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?/?\Z"
+# PostgreSQL roles hipgate itself creates or relies on, and the server's predefined roles: never a
+# client's role (a client in pg_read_server_files, or logged in as postgres, owns the server).
+RESERVED_PG_ROLES = ("postgres", "hipgate_vault", "pgbackrest", "public")
+RESERVED_PG_PREFIX = "pg_"
+# A network wider than this (fewer prefix bits) is "wide open" and must be acknowledged.
+WIDE_PREFIX = 16
+ACK_RISKS: dict[str, tuple[str, str]] = {
+    "wide_management_network": ("管理网段过宽（前缀短于 /16）", "management network wider than /16"),
+    "wide_flow_source": (
+        "流的来源网段过宽（前缀短于 /16，含 0.0.0.0/0）",
+        "flow source wider than /16 (0.0.0.0/0 too)",
+    ),
+    "plaintext_vault_addr": ("vault_addr 使用明文 http://", "vault_addr uses plaintext http://"),
+}
 
 
 def _m(zh: str, en: str) -> dict[str, str]:
@@ -48,17 +73,28 @@ HOST_VARS: dict[str, Any] = {
         "meta": _m("主机固定 IPv4 地址，如 10.86.1.10", "the host's fixed IPv4 address, e.g. 10.86.1.10"),
     },
     "ansible_port": {"type": "integer", "min": 1, "max": 65535, "meta": _m("SSH 端口 1-65535", "SSH port 1-65535")},
-    "ansible_user": {"type": "string", "empty": False, "meta": _m("SSH 登录用户", "SSH login user")},
+    "ansible_user": {
+        "type": "string",
+        "regex": USER_RE,
+        "meta": _m("SSH 登录用户（小写字母、数字、_ -），如 hipgate", "SSH login user (a-z, 0-9, _ -), e.g. hipgate"),
+    },
     "ansible_ssh_private_key_file": {
         "type": "string",
-        "empty": False,
+        "check_with": "path",
         "meta": _m("SSH 私钥文件路径", "path of the SSH private key"),
     },
-    "ansible_ssh_common_args": {"type": "string", "meta": _m("额外 SSH 参数", "extra SSH arguments")},
+    "ansible_ssh_common_args": {
+        "type": "string",
+        "check_with": "ssh_args",
+        "meta": _m(
+            "额外 SSH 参数（仅 -F 文件 与 -o 选项=值，不得执行命令）",
+            "extra SSH arguments (-F file and -o Option=value only, none that runs a command)",
+        ),
+    },
     "ansible_python_interpreter": {
         "type": "string",
-        "empty": False,
-        "meta": _m("远端 Python 路径", "remote Python path"),
+        "check_with": "path",
+        "meta": _m("远端 Python 路径，如 /usr/bin/python3", "remote Python path, e.g. /usr/bin/python3"),
     },
     "ansible_become": {"type": "boolean", "meta": _m("是否使用 sudo 提权 (true/false)", "use sudo (true/false)")},
     "hipgate_leased_line_interface": {
@@ -68,10 +104,22 @@ HOST_VARS: dict[str, Any] = {
     },
     "hipgate_site_owner": {
         "type": "string",
-        "empty": False,
+        "check_with": "text",
         "meta": _m("备份站点的保管方，如 省医保信息中心", "party holding this backup site, e.g. the provincial centre"),
     },
 }
+
+# The same connection variables in all.vars or a group's vars (other variables are the roles');
+# `hipgate` there would silently replace group_vars/all/hipgate.yml.
+HIPGATE_HERE = _m(
+    "hipgate 设置只能写在 group_vars/all/hipgate.yml", "hipgate settings belong in group_vars/all/hipgate.yml only"
+)
+HOST_VARS_IN_VARS: dict[str, Any] = {
+    **{k: v for k, v in HOST_VARS.items() if k != "ansible_host"},
+    "ansible_host": {**HOST_VARS["ansible_host"], "required": False},
+    "hipgate": {"nullable": True, "check_with": "misplaced_hipgate", "meta": HIPGATE_HERE},
+}
+HOST_VARS["hipgate"] = HOST_VARS_IN_VARS["hipgate"]
 
 GROUP: dict[str, Any] = {
     "type": "dict",
@@ -85,7 +133,12 @@ GROUP: dict[str, Any] = {
             "valuesrules": {"type": "dict", "nullable": True, "schema": HOST_VARS},
             "meta": _m("该组的主机列表（至少 1 台）", "the group's hosts (at least one)"),
         },
-        "vars": {"type": "dict", "meta": _m("组变量", "group variables")},
+        "vars": {
+            "type": "dict",
+            "allow_unknown": True,
+            "schema": HOST_VARS_IN_VARS,
+            "meta": _m("组变量", "group variables"),
+        },
     },
     "meta": _m("一个主机组，含 hosts:", "a host group with a hosts: mapping"),
 }
@@ -104,6 +157,8 @@ HOSTS_FILE: dict[str, Any] = {
             },
             "vars": {
                 "type": "dict",
+                "allow_unknown": True,
+                "schema": HOST_VARS_IN_VARS,
                 "meta": _m(
                     "全局变量（hipgate 设置请放 group_vars/all/hipgate.yml）",
                     "global variables (hipgate settings go in group_vars/all/hipgate.yml)",
@@ -123,16 +178,21 @@ CUSTODIAN: dict[str, Any] = {
             "regex": CUSTODIAN_ID_RE,
             "meta": _m("保管人登录名，小写字母开头，如 zhang.san", "custodian login id, lower case, e.g. zhang.san"),
         },
-        "name": {"type": "string", "required": True, "empty": False, "meta": _m("保管人姓名", "custodian's full name")},
+        "name": {
+            "type": "string",
+            "required": True,
+            "check_with": "text",
+            "meta": _m("保管人姓名", "custodian's full name"),
+        },
         "organisation": {
             "type": "string",
             "required": True,
-            "empty": False,
+            "check_with": "text",
             "meta": _m("保管人所属单位", "custodian's organisation"),
         },
         "pgp_public_key_file": {
             "type": "string",
-            "empty": False,
+            "check_with": "path",
             "meta": _m("保管人 PGP 公钥文件（可选）", "custodian's PGP public key file (optional)"),
         },
     },
@@ -154,7 +214,7 @@ FLOW: dict[str, Any] = {
             "type": "list",
             "required": True,
             "minlength": 1,
-            "schema": {"type": "string", "empty": False},
+            "schema": {"type": "string", "regex": FLOW_SOURCE_RE},
             "meta": _m(
                 "来源：组名、主机名、all 或 IPv4 网段，如 [middleware]",
                 "sources: group, host, all or IPv4 network, e.g. [middleware]",
@@ -164,7 +224,7 @@ FLOW: dict[str, Any] = {
             "type": "list",
             "required": True,
             "minlength": 1,
-            "schema": {"type": "string", "empty": False},
+            "schema": {"type": "string", "regex": HOSTNAME_RE},
             "meta": _m("目的：组名或主机名，如 [database]", "destinations: group or host names, e.g. [database]"),
         },
         "proto": {
@@ -175,13 +235,13 @@ FLOW: dict[str, Any] = {
         },
         "ports": {
             "type": "list",
-            "schema": {"type": ["integer", "string"]},
+            "schema": {"type": ["integer", "string"], "regex": r"^[0-9]{1,5}(?:-[0-9]{1,5})?\Z"},
             "meta": _m('目的端口列表，如 [5432] 或 ["8000-8010"]', 'destination ports, e.g. [5432] or ["8000-8010"]'),
         },
         "purpose": {
             "type": "string",
             "required": True,
-            "empty": False,
+            "check_with": "text",
             "meta": _m("用途（中英文），写入报告", "purpose, in Chinese and English; shown in the report"),
         },
     },
@@ -196,7 +256,7 @@ DB_CLIENT: dict[str, Any] = {
         "from": {
             "type": "string",
             "required": True,
-            "empty": False,
+            "regex": HOSTNAME_RE,
             "meta": _m("客户端组名或主机名，如 middleware", "client group or host name, e.g. middleware"),
         },
         "database": {
@@ -209,6 +269,7 @@ DB_CLIENT: dict[str, Any] = {
             "type": "string",
             "required": True,
             "regex": PG_NAME_RE,
+            "check_with": "client_role",
             "meta": _m("数据库登录角色，如 exchange_app", "database login role, e.g. exchange_app"),
         },
     },
@@ -237,6 +298,7 @@ DATABASE: dict[str, Any] = {
                     "type": "string",
                     "required": True,
                     "regex": PG_NAME_RE,
+                    "check_with": "client_role",
                     "meta": _m("属主角色", "owner role"),
                 },
             },
@@ -260,7 +322,7 @@ VPN: dict[str, Any] = {
     "peer_id": {
         "type": "string",
         "required": True,
-        "empty": False,
+        "regex": IKE_ID_RE,
         "meta": _m(
             "对端身份（证书中的 DNS 名或 CN，或 PSK 时约定的标识）",
             "the peer's identity (DNS name or CN in its certificate, or the agreed id with a PSK)",
@@ -308,7 +370,38 @@ SETTINGS: dict[str, Any] = {
         "type": "dict",
         "required": True,
         "schema": {
-            "province": {"type": "string", "required": True, "empty": False, "meta": _m("省份名称", "province name")},
+            "province": {
+                "type": "string",
+                "required": True,
+                "check_with": "text",
+                "meta": _m("省份名称", "province name"),
+            },
+            "acknowledge": {
+                "type": "list",
+                "schema": {
+                    "type": "dict",
+                    "schema": {
+                        "risk": {
+                            "type": "string",
+                            "required": True,
+                            "allowed": sorted(ACK_RISKS),
+                            "meta": _m("确认接受的风险名称", "name of the accepted risk"),
+                        },
+                        "reason": {
+                            "type": "string",
+                            "required": True,
+                            "check_with": "text",
+                            "meta": _m(
+                                "接受该风险的理由（写入报告）", "why the risk is accepted (shown in the report)"
+                            ),
+                        },
+                    },
+                },
+                "meta": _m(
+                    "明确接受的宽松设置：[{risk, reason}]，risk 为 " + "、".join(ACK_RISKS),
+                    "explicitly accepted wide-open settings: [{risk, reason}], risk one of " + ", ".join(ACK_RISKS),
+                ),
+            },
             "network": {
                 "type": "dict",
                 "required": True,
@@ -393,8 +486,11 @@ SETTINGS: dict[str, Any] = {
                     "ntp_servers": {
                         "type": "list",
                         "minlength": 1,
-                        "schema": {"type": "string", "empty": False},
-                        "meta": _m("NTP 时间源列表", "list of NTP time sources"),
+                        "schema": {"type": "string", "regex": DNS_NAME_RE},
+                        "meta": _m(
+                            "NTP 时间源（IPv4 地址或域名）列表",
+                            "list of NTP time sources (IPv4 addresses or DNS names)",
+                        ),
                     },
                 },
                 "meta": _m("时间同步参数", "time-sync settings"),
@@ -424,7 +520,7 @@ SETTINGS: dict[str, Any] = {
                     },
                     "vault_addr": {
                         "type": "string",
-                        "regex": r"^https?://[^\s/]+(:[0-9]{1,5})?/?$",
+                        "regex": VAULT_ADDR_RE,
                         "meta": _m(
                             "OpenBao/Vault 地址，默认 https://<vault 组首台主机>:8200",
                             "OpenBao/Vault address, default https://<first vault host>:8200",
@@ -432,12 +528,12 @@ SETTINGS: dict[str, Any] = {
                     },
                     "ca_file": {
                         "type": "string",
-                        "empty": False,
+                        "check_with": "path",
                         "meta": _m("校验 Vault 证书的 CA 文件", "CA file that verifies Vault's certificate"),
                     },
                     "journal": {
                         "type": "string",
-                        "empty": False,
+                        "check_with": "path",
                         "meta": _m(
                             "保管日志文件，默认 ~/.hipgate/custody/<清单目录名>/journal.jsonl",
                             "custody journal file, default ~/.hipgate/custody/<inventory dir name>/journal.jsonl",
@@ -467,19 +563,19 @@ SETTINGS: dict[str, Any] = {
                     },
                     "full_schedule": {
                         "type": "string",
-                        "empty": False,
+                        "check_with": "oncalendar",
                         "meta": _m("全量备份时间（systemd OnCalendar）", "full-backup time (systemd OnCalendar)"),
                     },
                     "diff_schedule": {
                         "type": "string",
-                        "empty": False,
+                        "check_with": "oncalendar",
                         "meta": _m(
                             "差异备份时间（systemd OnCalendar）", "differential-backup time (systemd OnCalendar)"
                         ),
                     },
                     "restore_test_schedule": {
                         "type": "string",
-                        "empty": False,
+                        "check_with": "oncalendar",
                         "meta": _m("恢复演练时间（systemd OnCalendar）", "restore-test time (systemd OnCalendar)"),
                     },
                 },
