@@ -12,6 +12,7 @@ Ansible filter can call it with what Ansible already has.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,11 @@ DEFAULT_DB_PORT = 5432
 SSH_PORT = 22
 LOG_COLLECTOR_PORT = 6514
 PROTOS = ("tcp", "udp", "esp")
+# The firewall role calls this module with whatever Ansible holds (an override the inventory check
+# never saw), so names and protocols are checked here too before they reach nftables.conf.
+_FLOW_NAME = re.compile(r"[a-z][a-z0-9-]{1,40}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_PURPOSE_BAD = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029\"]")
 IKE_PORTS = ((500, 500), (4500, 4500))
 # The hosts that terminate the VPN to the national platform (roles/vpn_endpoint).
 VPN_GROUP = "frontend"
@@ -98,7 +104,9 @@ def _ports(raw: Iterable[Any]) -> tuple[tuple[int, int], ...] | str:
     """Parse [5432, "8000-8010"]; on error return the offending item as text."""
     out = []
     for item in raw:
-        text = str(item).strip()
+        text = str(item)
+        if isinstance(item, bool) or not re.fullmatch(r"[0-9]{1,5}(?:-[0-9]{1,5})?", text):
+            return text
         lo, sep, hi = text.partition("-")
         try:
             a, b = int(lo), int(hi) if sep else int(lo)
@@ -264,6 +272,31 @@ def parse_flows(raw: list[dict[str, Any]], topo: Topology, where: str) -> tuple[
     for i, f in enumerate(raw):
         at = f"{where}.[{i}]"
         name = str(f.get("name", ""))
+        if not _FLOW_NAME.fullmatch(name):
+            problems.append(
+                _problem(
+                    f"{at}.name",
+                    f"流名称 {name!r} 格式不正确。",
+                    f"flow name {name!r} is malformed.",
+                    "小写字母开头，仅含小写字母、数字与 -，如 app-to-db。",
+                    "start with a lower-case letter; use lower case, digits and - only, e.g. app-to-db.",
+                )
+            )
+            continue
+        proto = f.get("proto", "tcp")
+        purpose = f.get("purpose", "")
+        if proto not in PROTOS or not isinstance(purpose, str) or _PURPOSE_BAD.search(purpose):
+            problems.append(
+                _problem(
+                    f"{at}.proto",
+                    f"流 {name} 的协议 {proto!r} 或用途含不允许的内容。",
+                    f"flow {name} has a protocol {proto!r} other than tcp/udp/esp, "
+                    "or a purpose with a newline or quote.",
+                    "proto 只能是 tcp、udp 或 esp；purpose 为单行文本。",
+                    "proto must be exactly tcp, udp or esp; purpose one line of text.",
+                )
+            )
+            continue
         if name in seen:
             problems.append(
                 _problem(
@@ -278,7 +311,10 @@ def parse_flows(raw: list[dict[str, Any]], topo: Topology, where: str) -> tuple[
         bad = False
         for key in ("from", "to"):
             for item in f.get(key) or []:
-                ok = topo.networks_of(item) is not None if key == "from" else topo.hosts_of(item) is not None
+                if not isinstance(item, str) or not (_NAME.fullmatch(item) or (key == "from" and "/" in item)):
+                    ok = False
+                else:
+                    ok = topo.networks_of(item) is not None if key == "from" else topo.hosts_of(item) is not None
                 if not ok:
                     bad = True
                     problems.append(
@@ -292,7 +328,6 @@ def parse_flows(raw: list[dict[str, Any]], topo: Topology, where: str) -> tuple[
                             + (", or an IPv4 network such as 10.86.0.0/24." if key == "from" else "."),
                         )
                     )
-        proto = f.get("proto", "tcp")
         ports = _ports(f.get("ports") or [])
         if isinstance(ports, str):
             bad = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hipgate.conformance.checks import Outcome, Probe, scoped
+from hipgate.conformance.checks import Outcome, Probe, _quote, scoped
 
 TLOG_SHELL = "/usr/bin/tlog-rec-session"
 
@@ -14,9 +14,12 @@ TLOG_SHELL = "/usr/bin/tlog-rec-session"
 def bastion_session_recording(host: Any, params: dict[str, Any]) -> Outcome:
     p = Probe(host)
     groups = params["recorded_groups"]
-    _, members = p.run(f"getent group {' '.join(groups)} | cut -d: -f4 | tr ',' '\\n' | sort -u | grep -v '^$'")
+    _, members = p.run(
+        f"getent group {' '.join(map(_quote, groups))} | cut -d: -f4 | tr ',' '\\n' | sort -u | grep -v '^$'"
+    )
     people = members.split()
-    _, shells = p.run(f"getent passwd {' '.join(people)} | cut -d: -f1,7" if people else "true")
+    # Member names come from the host's group database: each one quoted.
+    _, shells = p.run(f"getent passwd {' '.join(map(_quote, people))} | cut -d: -f1,7" if people else "true")
     unrecorded = [ln for ln in shells.splitlines() if not ln.endswith(":" + TLOG_SHELL)]
     _, conf = p.run("cat /etc/tlog/tlog-rec-session.conf")
     try:

@@ -441,7 +441,7 @@ def sudo_restricted(host: Any, params: dict[str, Any]) -> Outcome:
     # The automation account this check logs in with needs NOPASSWD; it is allowed only while it
     # cannot log in with a password at all (key-only, password locked).
     _, me = p.run("id -un", sudo=False)
-    _, pw = p.run(f"passwd -S {me.strip()}")
+    _, pw = p.run(f"passwd -S -- {_quote(me.strip())}")
     me_locked = len(pw.split()) > 1 and pw.split()[1] == "L"
     nopasswd = [ln for ln in lines if "NOPASSWD" in ln and not ln.startswith("Defaults")]
     bad = [ln for ln in nopasswd if not (ln.split()[0] == me.strip() and me_locked)]
@@ -460,7 +460,7 @@ def admin_roles_separated(host: Any, params: dict[str, Any]) -> Outcome:
     p = Probe(host)
     roles = list(params["admin_roles"])
     wide = list(params["unrestricted_groups"])
-    _, out = p.run("getent group " + " ".join([*roles, *wide]))
+    _, out = p.run("getent group " + " ".join(map(_quote, [*roles, *wide])))
     members: dict[str, set[str]] = {}
     for line in out.splitlines():
         name, _, _, users = [*line.split(":"), "", "", ""][:4]
@@ -472,7 +472,7 @@ def admin_roles_separated(host: Any, params: dict[str, Any]) -> Outcome:
     # Whatever the sudoers files say, no role administrator may run every command.
     all_powerful = []
     for user in people:
-        _, rules = p.run(f"sudo -l -U {user} | sed -n '/may run the following/,$p'")
+        _, rules = p.run(f"sudo -l -U {_quote(user)} | sed -n '/may run the following/,$p'")
         if re.search(r"\)\s*(NOPASSWD:\s*)?ALL\s*$", rules, re.M):
             all_powerful.append(user)
     ok = not (missing or several or unrestricted or all_powerful)
@@ -521,15 +521,19 @@ def log_forwarding_tls(host: Any, params: dict[str, Any]) -> Outcome:
     connected = False
     if tls and not collector:
         target, port = _param(tls[0], "target"), _param(tls[0], "port")
+        # Both come from the host's rsyslog configuration: a port is digits, the target one quoted word.
+        port = port if port.isdigit() else "0"
+        peer = _quote(f"{target}:{port}")
         # Emit a message, then look for the TLS session to the collector (rsyslog connects on demand).
         _, detail = p.run(
             "logger -t hipgate-verify 'conformance check: log forwarding'; "
-            f"for i in $(seq 20); do ss -Htn state established '( dport = :{port} )' | grep -F '{target}:{port}' "
+            f"for i in $(seq 20); do ss -Htn state established '( dport = :{port} )' | grep -F -- {peer} "
             "&& break; sleep 0.5; done"
         )
         connected = bool(detail.strip())
     elif collector:
         port = _param(listeners[0], "port")
+        port = port if port.isdigit() else "0"
         _, detail = p.run(f"ss -Htln '( sport = :{port} )'")
         connected = bool(detail.strip())
     ok = active.strip() == "active" and rc_conf == 0 and cleartext == 0 and (bool(tls) or collector) and connected

@@ -27,8 +27,16 @@ SETTINGS = (
 )
 
 
+def _conninfo_db(db: str) -> str:
+    """A database name as a libpq conninfo value: psql would read a bare name holding `=` as a
+    connection string (host=..., a superuser's CREATE DATABASE picks the name)."""
+    return "dbname='" + db.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _psql(p: Probe, sql: str, db: str = "postgres") -> tuple[int, str]:
-    return p.run(f"runuser -u postgres -- psql -XAt -d {db} -c {_quote(sql)}")
+    # Database names come from the server (any superuser names them): quoted for the shell, and
+    # passed as a conninfo value, never as shell or connection-string text.
+    return p.run(f"runuser -u postgres -- psql -XAt -d {_quote(_conninfo_db(db))} -c {_quote(sql)}")
 
 
 def _settings(p: Probe) -> dict[str, str]:
@@ -110,10 +118,14 @@ def postgresql_access_rules(host: Any, params: dict[str, Any]) -> Outcome:
     _, mode = p.run(f"stat -c '%a %U' {_quote(s.get('data_directory', '/nonexistent'))}")
     _, public_create = _psql(
         p,
-        "select string_agg(datname, ',') from pg_database where datallowconn and datname not in ('template1')",
+        "select json_agg(datname) from pg_database where datallowconn and datname not in ('template1')",
     )
+    try:  # JSON: a name may hold commas or newlines
+        names = [d for d in json.loads(public_create or "[]") or [] if isinstance(d, str)]
+    except json.JSONDecodeError:
+        names = []
     creatable = []
-    for db in [d for d in public_create.split(",") if d]:
+    for db in names:
         _, can = _psql(p, "select has_schema_privilege('public', 'public', 'CREATE')", db)
         if can.strip() == "t":
             creatable.append(db)
@@ -131,11 +143,11 @@ def postgresql_access_rules(host: Any, params: dict[str, Any]) -> Outcome:
         ok,
         f"pg_hba 末行显式拒绝={'是' if final_reject else '否'}，对任意地址放行：{'; '.join(wide) or '无'}，"
         f"trust：{'; '.join(trust) or '无'}，解析错误：{len(errors)}；listen_addresses={listen}；"
-        f"PGDATA {mode.strip()}；PUBLIC 可在 public 模式建表的库：{','.join(creatable) or '无'}",
+        f"PGDATA {mode.strip()}；PUBLIC 可在 public 模式建表的库：{','.join(map(repr, creatable)) or '无'}",
         f"pg_hba ends with an explicit reject={'yes' if final_reject else 'no'}, lines open to any address: "
         f"{'; '.join(wide) or 'none'}, trust: {'; '.join(trust) or 'none'}, parse errors: {len(errors)}; "
         f"listen_addresses={listen}; PGDATA {mode.strip()}; databases where PUBLIC may CREATE in schema public: "
-        f"{','.join(creatable) or 'none'}",
+        f"{','.join(map(repr, creatable)) or 'none'}",
     )
 
 
