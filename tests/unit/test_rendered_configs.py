@@ -337,3 +337,22 @@ def test_rendered_ruleset_passes_nft_check() -> None:
         text = nftables(inv, host).replace('include "/etc/nftables.d/*.nft"', "")
         res = subprocess.run(["nft", "-c", "-f", "-"], input=text, capture_output=True, text=True, check=False)
         assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ansible_user", "hipgate\n  ProxyCommand touch /tmp/pwn"),
+        ("ansible_host", "10.86.1.20\n  ProxyCommand id"),
+        ("ansible_port", "22\nProxyCommand id"),
+        ("ansible_ssh_private_key_file", "/k\n  LocalCommand id"),
+    ],
+)
+def test_ssh_config_writer_refuses_a_newline_on_its_own(tmp_path: Path, key: str, value: str) -> None:
+    """Even an Inventory that never went through load_inventory cannot smuggle an ssh option."""
+    inv = load_inventory(EXAMPLE)
+    inv.hosts["db01"][key] = value
+    with pytest.raises(UserError) as caught:
+        ssh_config(inv, tmp_path / "ssh_config")
+    assert "db01" in caught.value.problems[0].where
+    assert not (tmp_path / "ssh_config").exists()
