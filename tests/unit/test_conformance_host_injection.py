@@ -115,7 +115,7 @@ def test_database_names_are_never_shell_text(tmp_path: Path, mark: Path) -> None
     run_check(database_checks.postgresql_access_rules, host, {})
     assert not mark.exists(), "a database name ran as a shell command"
     # The hostile database was still checked, by name, as one argument.
-    dbargs = [argv[2] for argv in host.argvs("psql") if "has_schema_privilege" in argv[-1]]
+    dbargs = [argv[argv.index("-d") + 1] for argv in host.argvs("psql") if "has_schema_privilege" in argv[-1]]
     assert database_checks._conninfo_db(hostile_for(mark)) in dbargs, host.argvs("psql")
 
 

@@ -36,7 +36,11 @@ def _conninfo_db(db: str) -> str:
 def _psql(p: Probe, sql: str, db: str = "postgres") -> tuple[int, str]:
     # Database names come from the server (any superuser names them): quoted for the shell, and
     # passed as a conninfo value, never as shell or connection-string text.
-    return p.run(f"runuser -u postgres -- psql -XAt -d {_quote(_conninfo_db(db))} -c {_quote(sql)}")
+    # The cluster's own port (hipgate.database.port may move it off 5432); read into a quoted variable.
+    return p.run(
+        "port=$(pg_lsclusters -h 2>/dev/null | awk '{print $3; exit}'); "
+        f'runuser -u postgres -- psql -p "${{port:-5432}}" -XAt -d {_quote(_conninfo_db(db))} -c {_quote(sql)}'
+    )
 
 
 def _settings(p: Probe) -> dict[str, str]:
