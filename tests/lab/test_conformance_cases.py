@@ -203,3 +203,83 @@ def test_check_passes_then_fails_when_broken(target: object, control, check: str
                 break
             time.sleep(1)
         assert again.ok, f"after undo: {again.en}"
+
+
+# Root escapes through an administrator role's sudo rights (issue 16, item 7): each was allowed by
+# the roles' old rule (programs with any arguments), which the fail case below restores.
+ROLE_ESCAPES = [
+    ("ops-admin", "/usr/bin/apt-get -o APT::Update::Pre-Invoke::=/bin/sh update"),
+    ("ops-admin", "/usr/bin/systemctl link /tmp/hg.service"),
+    ("ops-admin", "/usr/bin/systemctl status ssh.service"),  # the pager runs !sh
+    ("ops-admin", "/usr/sbin/ip netns exec x /bin/sh"),
+    ("sec-admin", "/usr/bin/passwd root"),
+    ("sec-admin", "/usr/sbin/useradd -o -u 0 hgroot"),
+    ("sec-admin", "/usr/sbin/usermod -aG sudo sec-admin"),
+    ("audit-admin", "/usr/bin/journalctl"),
+    ("audit-admin", "/usr/sbin/ausearch --checkpoint /etc/sudoers"),
+]
+OLD_ROLE_RULES = (
+    "Cmnd_Alias HGOLD_SYS = /usr/bin/systemctl, /usr/bin/apt-get, /usr/bin/apt, /usr/sbin/ip, /usr/sbin/reboot\n"
+    "Cmnd_Alias HGOLD_SEC = /usr/sbin/nft, /usr/sbin/faillock, /usr/bin/chage, /usr/bin/passwd, /usr/sbin/usermod, "
+    "/usr/sbin/useradd, /usr/sbin/userdel\n"
+    "Cmnd_Alias HGOLD_AUD = /usr/sbin/ausearch, /usr/sbin/aureport, /usr/bin/journalctl\n"
+    "%sysadm ALL=(root) HGOLD_SYS\n%secadm ALL=(root) HGOLD_SEC\n%audadm ALL=(root) HGOLD_AUD\n"
+)
+
+
+def root_rc(command: str) -> int:
+    res = subprocess.run(
+        ["ssh", "-F", str(LAB_DIR / "ssh_config"), "target", "sudo", "-n", "sh", "-c", shlex.quote(command)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return res.returncode
+
+
+def may_run(user: str, command: str) -> bool:
+    """Would sudo let `user` run exactly this command line (sudo -l -U USER CMD, asked as root)?"""
+    return root_rc(f"sudo -l -U {shlex.quote(user)} {command} >/dev/null 2>&1") == 0
+
+
+@pytest.mark.parametrize(("user", "command"), ROLE_ESCAPES, ids=[c for _, c in ROLE_ESCAPES])
+def test_role_administrators_cannot_sudo_to_root(target: object, user: str, command: str) -> None:
+    assert not may_run(user, command), f"{user} may run {command}"
+    # What each role may run is its wrapper, which refuses every form that is not its own.
+    assert may_run(
+        user, f"/usr/local/sbin/hipgate-{ {'ops-admin': 'sysadm', 'sec-admin': 'secadm'}.get(user, 'audadm') }"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "/usr/local/sbin/hipgate-sysadm install -o APT::Update::Pre-Invoke::=/bin/sh",
+        "/usr/local/sbin/hipgate-sysadm start debug-shell.service",
+        "/usr/local/sbin/hipgate-sysadm status 'ssh.service; sh'",
+        "/usr/local/sbin/hipgate-secadm set-password root",
+        "/usr/local/sbin/hipgate-secadm set-password ops-admin",
+        "/usr/local/sbin/hipgate-secadm add-user -ou0",
+        "/usr/local/sbin/hipgate-audadm search --checkpoint /etc/sudoers",
+        "/usr/local/sbin/hipgate-audadm journal --file /etc/shadow",
+    ],
+)
+def test_role_wrappers_refuse_escapes(target: object, command: str) -> None:
+    assert root_rc(command) == 2, command
+
+
+def test_admin_roles_separated_detects_root_escapes(target: object) -> None:
+    params = next(c for c in POLICY.controls if "admin_roles_separated" in c.checks).params()
+    assert CHECKS["admin_roles_separated"](target, params).ok
+    rules = "/etc/sudoers.d/hgcase-roles"
+    root_sh(f"printf %s {shlex.quote(OLD_ROLE_RULES)} > {rules} && chmod 0440 {rules} && visudo -cf {rules}")
+    try:
+        # The old rules really were root: sudo allows the hook that runs /bin/sh.
+        assert may_run("ops-admin", ROLE_ESCAPES[0][1])
+        broken = CHECKS["admin_roles_separated"](target, params)
+        assert not broken.ok, broken.en
+        assert "apt-get" in broken.en and "passwd" in broken.en and "journalctl" in broken.en, broken.en
+    finally:
+        root_sh(f"rm -f {rules}")
+    assert CHECKS["admin_roles_separated"](target, params).ok

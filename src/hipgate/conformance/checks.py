@@ -455,6 +455,65 @@ def sudo_restricted(host: Any, params: dict[str, Any]) -> Outcome:
     )
 
 
+# Programs that are root for whoever may run them with sudo with free arguments (GTFOBins-style:
+# a shell escape, a hook option, a pager, a file write); a role administrator must reach them only
+# through a wrapper with fixed argument forms, or with exact arguments that are not themselves one.
+ROOT_EQUIVALENT = {
+    *("sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "su", "sudo", "sudoedit", "env", "nice", "nohup"),
+    *("python", "python3", "perl", "ruby", "lua", "node", "php", "tclsh", "expect", "awk", "gawk", "mawk", "sed"),
+    *("vi", "vim", "nvim", "nano", "ed", "emacs", "less", "more", "most", "man", "view", "pg"),
+    *("apt", "apt-get", "aptitude", "dpkg", "snap", "pip", "pip3", "make", "git", "ssh", "scp", "rsync", "script"),
+    *("find", "xargs", "tar", "zip", "cp", "mv", "ln", "dd", "tee", "install", "chmod", "chown", "chgrp", "mount"),
+    *("crontab", "at", "visudo", "nsenter", "unshare", "chroot", "docker", "podman", "systemd-run", "busctl"),
+    *("systemctl", "journalctl", "passwd", "chpasswd", "chage", "useradd", "usermod", "userdel", "groupadd"),
+    *("gpasswd", "faillock", "nft", "iptables", "ip", "ausearch", "aureport", "auditctl", "tcpdump", "strace"),
+}
+# Of those, programs whose exact argument list can be safe (the rest are never safe: a shell,
+# an editor, a package manager whose conffile prompt offers a shell).
+ARGS_CAN_BE_SAFE = {"systemctl", "journalctl", "passwd", "chage", "usermod", "userdel", "faillock", "nft", "ip"}
+ARGS_CAN_BE_SAFE |= {"ausearch", "aureport"}
+_ESCAPE_ARGS = re.compile(r"[*?\[\]]|^\^|\broot\b|(?:^|\s)-o(?:\s|$)|-u\s*0\b|netns|--checkpoint|link|edit|--root")
+
+
+def _sudo_commands(listing: str) -> list[str]:
+    """Commands of `sudo -l -U user` after "may run the following commands", one per entry."""
+    body = listing.split("may run the following commands", 1)[-1]
+    found = []
+    for line in body.splitlines()[1:]:
+        m = re.match(r"\s+\([^)]*\)\s*(.*)", line)
+        if not m:
+            continue
+        rest = re.sub(r"^(?:[A-Z_]+:\s*)+", "", m.group(1))  # NOPASSWD:, SETENV:, ...
+        found += [c.strip() for c in rest.split(",") if c.strip()]
+    return found
+
+
+def root_equivalent_commands(listing: str) -> list[str]:
+    """The entries of a sudo listing that give root: ALL, or a root-equivalent program allowed with
+    any arguments, a wildcard, or exact arguments that are an escape themselves."""
+    bad = []
+    for cmd in _sudo_commands(listing):
+        if cmd.startswith("!"):
+            continue
+        program, _, args = cmd.partition(" ")
+        name = program.rsplit("/", 1)[-1]
+        if (
+            cmd == "ALL"
+            or program == "ALL"
+            or (
+                name in ROOT_EQUIVALENT
+                and (
+                    name not in ARGS_CAN_BE_SAFE
+                    or not args
+                    or _ESCAPE_ARGS.search(args)
+                    or (name in ("systemctl", "journalctl") and "--no-pager" not in args)
+                )
+            )
+        ):
+            bad.append(cmd)
+    return bad
+
+
 @check
 def admin_roles_separated(host: Any, params: dict[str, Any]) -> Outcome:
     p = Probe(host)
@@ -469,22 +528,25 @@ def admin_roles_separated(host: Any, params: dict[str, Any]) -> Outcome:
     people = sorted(set().union(*(members.get(r, set()) for r in roles)))
     several = [u for u in people if sum(u in members.get(r, set()) for r in roles) > 1]
     unrestricted = sorted(set(people) & set().union(*(members.get(g, set()) for g in wide)))
-    # Whatever the sudoers files say, no role administrator may run every command.
-    all_powerful = []
+    # Whatever the sudoers files say, no role administrator may run every command, nor a program
+    # that gives root with the arguments it is allowed (apt-get -o ...Pre-Invoke, passwd root, a pager).
+    escapes: dict[str, list[str]] = {}
     for user in people:
-        _, rules = p.run(f"sudo -l -U {_quote(user)} | sed -n '/may run the following/,$p'")
-        if re.search(r"\)\s*(NOPASSWD:\s*)?ALL\s*$", rules, re.M):
-            all_powerful.append(user)
-    ok = not (missing or several or unrestricted or all_powerful)
+        _, rules = p.run(f"sudo -l -U {_quote(user)}")
+        bad = root_equivalent_commands(rules)
+        if bad:
+            escapes[user] = bad
+    ok = not (missing or several or unrestricted or escapes)
     roster = "; ".join(f"{r}: {','.join(sorted(members.get(r, set()))) or '-'}" for r in roles)
+    shown = "; ".join(f"{u}: {', '.join(c)}" for u, c in escapes.items())
     return p.outcome(
         ok,
         f"角色组 {roster}；缺少的组：{', '.join(missing) or '无'}；身兼多职：{', '.join(several) or '无'}；"
         f"在 {'/'.join(wide)} 组：{', '.join(unrestricted) or '无'}；"
-        f"可执行全部命令：{', '.join(all_powerful) or '无'}",
+        f"可获得 root 的 sudo 命令：{shown or '无'}",
         f"role groups {roster}; missing groups: {', '.join(missing) or 'none'}; in several roles: "
         f"{', '.join(several) or 'none'}; in {'/'.join(wide)}: {', '.join(unrestricted) or 'none'}; "
-        f"may run every command: {', '.join(all_powerful) or 'none'}",
+        f"sudo commands that give root: {shown or 'none'}",
     )
 
 
