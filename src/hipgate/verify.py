@@ -103,6 +103,8 @@ def results_document(
         "policy": {"id": policy.id, "version": policy.version, "standard": policy.standard, "file": str(policy.path)},
         "inventory": str(inv.path),
         "province": inv.settings.get("province", ""),
+        # Wide-open settings the province accepted on purpose (hipgate.acknowledge), with the reason.
+        "acknowledged": [{"risk": str(a["risk"]), "reason": str(a["reason"])} for a in inv.acknowledged],
         "hosts": hosts,
         "waivers_evaluated_on": today.isoformat(),
         "started_at": started.isoformat(timespec="seconds"),

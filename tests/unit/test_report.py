@@ -269,3 +269,29 @@ def test_vpn_suite_and_preflight_sections(tmp_path: Path) -> None:
     assert html.count('<tr data-host="fe01"><td>') == 1 and "PRF_HMAC_SHA2_384/ECP_384" in html
     assert 'data-check="tcp"' in html and "ask the network operator to open TCP 443" in html
     assert "TCP 端口可达" in html and rep.status == "fail"
+
+
+def test_acknowledged_wide_settings_are_shown_in_the_report(tmp_path: Path) -> None:
+    """A wide-open setting accepted in hipgate.acknowledge reaches results.json and the report, reason and all."""
+    policy = load_policy()
+    inv_dir = copy_example(tmp_path)
+    settings = inv_dir / "group_vars" / "all" / "hipgate.yml"
+    text = settings.read_text(encoding="utf-8").replace(
+        "management_networks: [10.86.0.0/28]", "management_networks: [172.16.0.0/12]"
+    )
+    reason = "运维网整段 / the whole operations network <b>"
+    text += f'  acknowledge:\n    - {{risk: wide_management_network, reason: "{reason}"}}\n'
+    settings.write_text(text, encoding="utf-8")
+    inv = load_inventory(inv_dir)
+    today = datetime.date(2026, 11, 22)
+    ok = Outcome(True, "符合", "ok", [Evidence("echo ok", 0, "ok")])
+    records = [evaluate(policy.control(c), ch, h, ok, inv.path.name, today) for c, ch, h in plan(policy, inv, HOSTS)]
+    doc = results_document(policy, inv, HOSTS, records, NOW, NOW, today)
+    assert doc["acknowledged"] == [
+        {"risk": "wide_management_network", "reason": "运维网整段 / the whole operations network <b>"}
+    ]
+    src = tmp_path / "results.json"
+    src.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    write_report(src, tmp_path / "o", NOW)
+    page = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "wide_management_network" in page and "运维网整段" in page and "&lt;b&gt;" in page

@@ -93,6 +93,13 @@ RESULTS_SCHEMA: dict[str, Any] = {
     },
     "inventory": _s("清单路径", "the inventory path"),
     "province": _s("省份", "the province", empty=True),
+    "acknowledged": {
+        "type": "list",
+        "schema": {
+            "type": "dict",
+            "schema": {"risk": _s("接受的风险", "the accepted risk"), "reason": _s("理由", "the reason")},
+        },
+    },
     "hosts": {"type": "list", "required": True, "minlength": 1, "schema": {"type": "string"}},
     "waivers_evaluated_on": _s("豁免判定日期", "the date waivers were judged on", check_with="isodate"),
     "started_at": _s("开始时间", "the start time"),
