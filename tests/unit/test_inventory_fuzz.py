@@ -128,3 +128,43 @@ def test_arbitrary_text_never_crashes(text: str, which: str) -> None:
         assert_clean_outcome(inv_dir)
     finally:
         shutil.rmtree(inv_dir)
+
+
+var_files = st.sampled_from(
+    [
+        "host_vars/db01.yml",
+        "host_vars/fe01/x.yml",
+        "group_vars/database.yml",
+        "group_vars/all/extra.yml",
+        "group_vars/all.yml",
+    ]
+)
+override_docs = st.one_of(
+    values,
+    st.fixed_dictionaries({"hipgate": values}),
+    st.dictionaries(st.sampled_from(["ansible_user", "ansible_host", "ansible_port", "hipgate", "other"]), values),
+)
+
+
+@FUZZ
+@given(rel=var_files, doc=override_docs, raw=st.one_of(st.none(), raw_yaml))
+def test_var_files_never_crash_and_never_carry_hipgate(rel: str, doc: Any, raw: str | None) -> None:
+    """Whatever host_vars/ or group_vars/ hold, loading ends cleanly; a `hipgate` key there is refused."""
+    good_hosts = (EXAMPLE / "hosts.yml").read_text(encoding="utf-8")
+    good_settings = (EXAMPLE / "group_vars" / "all" / "hipgate.yml").read_text(encoding="utf-8")
+    inv_dir = write_inventory(good_hosts, good_settings)
+    try:
+        target = inv_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = raw if raw is not None else yaml.safe_dump(doc, allow_unicode=True)
+        target.write_text(text, encoding="utf-8", errors="surrogatepass")
+        assert_clean_outcome(inv_dir)
+        if isinstance(doc, dict) and "hipgate" in doc and raw is None:
+            try:
+                load_inventory(inv_dir)
+            except UserError as exc:
+                assert any(str(target) in p.where for p in exc.problems)
+            else:
+                raise AssertionError(f"hipgate override in {rel} was accepted")
+    finally:
+        shutil.rmtree(inv_dir)
