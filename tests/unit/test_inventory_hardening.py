@@ -309,21 +309,14 @@ def test_acknowledgement_needs_a_reason(inventory: Path) -> None:
     problem_at(inventory, settings(inventory), "hipgate.acknowledge.[0].reason")
 
 
-def test_lab_settings_are_accepted() -> None:
-    """The lab's generated settings (artifacts.lab_settings) stay valid under the stricter schema."""
-    from hipgate.inventory import schema
-    from hipgate.validation import validate_document
+def test_lab_inventory_passes_the_stricter_checks(tmp_path: Path) -> None:
+    """The inventory `hipgate lab up` writes (settings, role vars, connection vars) stays valid."""
+    from hipgate.lab import artifacts
+    from hipgate.lab.topology import build_lab, host_specs
 
-    sample = {
-        "province": "实验环境 / lab",
-        "time": {"ntp_servers": ["10.77.0.9"]},
-        "custodians": [
-            {"id": f"custodian-{c}", "name": f"保管人{c} / Custodian {c}", "organisation": "承建单位"} for c in "ab"
-        ],
-    }
-    for key, value in sample.items():
-        rules = schema.SETTINGS["hipgate"]["schema"][key]
-        assert not validate_document(Path("x"), {key: value}, {key: rules}), key
+    lab = build_lab("t-unit", 5, host_specs(None, None))
+    inv = load_inventory(artifacts.write_inventory(lab, tmp_path / "lab"))
+    assert inv.acknowledged == [] and inv.group_hosts("database")
 
 
 def test_memory_limit_helper_is_real() -> None:
