@@ -149,6 +149,14 @@ def test_hipgate_override_elsewhere_is_refused(inventory: Path, rel: str) -> Non
     assert "group_vars/all/hipgate.yml" in p.en
 
 
+@pytest.mark.parametrize("name", ["hosts2.yml", "extra.ini", "more", "x.json"])
+def test_second_inventory_source_is_refused(inventory: Path, name: str) -> None:
+    (inventory / name).write_text("all:\n  vars:\n    hipgate: {}\n", encoding="utf-8")
+    (inventory / "NOTES.md").write_text("notes are fine\n", encoding="utf-8")
+    p = problem_at(inventory, inventory / name, name)
+    assert "inventory source" in p.en
+
+
 def test_hipgate_in_hosts_yml_vars_is_refused(inventory: Path) -> None:
     edit_yaml(hosts(inventory), lambda d: d["all"]["vars"].update({"hipgate": {"province": "x"}}))
     problem_at(inventory, hosts(inventory), "all.vars.hipgate")

@@ -91,6 +91,30 @@ def _var_files(inv_dir: Path) -> list[Path]:
     return found
 
 
+# Ansible, given the inventory directory, parses every other file in it as one more inventory source
+# (hosts, groups and vars nobody validated); it skips only these endings (INVENTORY_IGNORE_EXTS).
+IGNORED_BY_ANSIBLE = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".cfg", ".retry")
+
+
+def _extra_sources(inv_dir: Path, hosts_file: Path) -> list[Problem]:
+    problems = []
+    for path in sorted(inv_dir.iterdir()):
+        if path == hosts_file or path.name in ("group_vars", "host_vars") or path.name.startswith("."):
+            continue
+        if path.is_dir() or path.name.endswith(IGNORED_BY_ANSIBLE):
+            continue
+        problems.append(
+            Problem(
+                str(path),
+                "Ansible 会把该文件当作另一份清单读取，其中的主机与变量不经校验。",
+                "Ansible would read this file as one more inventory source, with hosts and vars nobody validated.",
+                f"删除或移出清单目录；主机只写在 {hosts_file.name}。",
+                f"remove it or move it out of the inventory directory; hosts belong in {hosts_file.name} only.",
+            )
+        )
+    return problems
+
+
 def _var_file_problems(inv_dir: Path, settings_file: Path) -> list[Problem]:
     """Every other vars file Ansible reads: no `hipgate` key (it would replace the validated
     settings), and the connection variables in it obey the hosts.yml rules."""
@@ -296,6 +320,8 @@ def load_inventory(path: Path | str) -> Inventory:
     settings_file, raw_settings = _read_settings(inv_dir)
     problems += validate_document(settings_file, raw_settings, schema.SETTINGS)
     problems += _var_file_problems(inv_dir, settings_file)
+    if path.is_dir():  # a hosts file given on its own is the only source Ansible reads
+        problems += _extra_sources(inv_dir, hosts_file)
     if problems:
         raise UserError(problems)
     inv = Inventory(path=inv_dir, settings=raw_settings["hipgate"], vars=dict(raw_hosts["all"].get("vars") or {}))
