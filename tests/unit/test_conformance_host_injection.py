@@ -57,6 +57,7 @@ case "{name}" in
          *tlog*) echo '{{"writer":"journal"}}' ;;
        esac ;;
   systemctl) echo active ;;
+  ss) echo "ESTAB 0 0 10.0.0.1:40000 $HOSTILE:6514" ;;
 esac
 exit 0
 """

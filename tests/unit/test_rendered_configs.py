@@ -267,7 +267,7 @@ def poisoned(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], str]:
     return hosts, hip, f"{where}={value!r}"
 
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
