@@ -4,6 +4,7 @@ import pytest
 
 testinfra_hosts = ["ansible://all"]
 CA = "sslrootcert=/etc/hipgate/pki/ca.crt"
+PORT = 5433  # hipgate.database.port in molecule.yml
 
 
 def on(host, name):
@@ -13,12 +14,14 @@ def on(host, name):
 
 def sql(host, query):
     with host.sudo("postgres"):
-        return host.check_output(f'psql -XAtc "{query}"')
+        return host.check_output(f'psql -p {PORT} -XAtc "{query}"')
 
 
 def connect(host, dbname, user, sslmode):
     with host.sudo():
-        return host.run(f"psql -XAt 'host=db dbname={dbname} user={user} sslmode={sslmode} {CA}' -c 'select 1'")
+        return host.run(
+            f"psql -XAt 'host=db port={PORT} dbname={dbname} user={user} sslmode={sslmode} {CA}' -c 'select 1'"
+        )
 
 
 def test_effective_settings(host):
@@ -34,6 +37,13 @@ def test_effective_settings(host):
     assert sql(host, "show idle_session_timeout") in ("10min", "600s")
     assert "pgaudit" in sql(host, "show shared_preload_libraries")
     assert sql(host, "show pgaudit.log") == "role, ddl, write"
+
+
+def test_listens_on_the_inventory_port(host):
+    on(host, "db")
+    assert sql(host, "show port") == str(PORT)
+    assert host.run(f"ss -Htln 'sport = :{PORT}'").stdout.strip()
+    assert not host.run("ss -Htln 'sport = :5432'").stdout.strip()
 
 
 def test_only_scram_hashes(host):
@@ -53,7 +63,7 @@ def test_public_cannot_create_in_public_schema(host):
     on(host, "db")
     with host.sudo("postgres"):
         out = host.check_output(
-            "psql -XAt -d exchange -c \"select has_schema_privilege('public', 'public', 'CREATE')\""
+            f"psql -p {PORT} -XAt -d exchange -c \"select has_schema_privilege('public', 'public', 'CREATE')\""
         )
     assert out == "f"
 
