@@ -16,7 +16,7 @@ from typing import Any
 from cerberus import Validator, errors
 
 from hipgate.errors import Problem
-from hipgate.inventory.schema import RESERVED_PG_PREFIX, RESERVED_PG_ROLES
+from hipgate.inventory.schema import HIPGATE_HERE, RESERVED_PG_PREFIX, RESERVED_PG_ROLES
 
 # Free text (names, purposes) may hold any printable character but none that ends a config line
 # or starts an Ansible template: a value with "{{" would be evaluated on the control node.
@@ -145,6 +145,16 @@ def _dotted(path: tuple[Any, ...]) -> str:
     return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path) or "(top level)"
 
 
+def _misplaced_hipgate(where: str) -> Problem:
+    return Problem(
+        where,
+        "此处的 hipgate 设置会被 Ansible 读取并覆盖 group_vars/all/hipgate.yml，但不会被校验。",
+        "a hipgate key here is read by Ansible and overrides group_vars/all/hipgate.yml without validation.",
+        "删除它，把设置写入 group_vars/all/hipgate.yml（每个省只有一份 hipgate 设置）。",
+        "remove it and put the setting in group_vars/all/hipgate.yml (one hipgate block per province).",
+    )
+
+
 def _problem(file: Path, rules: dict[str, Any], err: errors.ValidationError) -> Problem:
     path = tuple(err.document_path)
     where = f"{file}: {_dotted(path)}"
@@ -180,6 +190,8 @@ def _problem(file: Path, rules: dict[str, Any], err: errors.ValidationError) -> 
             want_zh,
             want_en,
         )
+    if code == errors.NOT_NULLABLE.code and meta == HIPGATE_HERE:
+        return _misplaced_hipgate(where)
     if code in (errors.EMPTY_NOT_ALLOWED.code, errors.NOT_NULLABLE.code):
         return Problem(where, "不能为空。", "must not be empty.", want_zh, want_en)
     if code == errors.MIN_LENGTH.code:
@@ -255,13 +267,7 @@ def _problem(file: Path, rules: dict[str, Any], err: errors.ValidationError) -> 
             "reach hosts through the bastion with -o ProxyJump=host; put other settings in the -F ssh_config.",
         )
     if custom == "misplaced_hipgate":
-        return Problem(
-            where,
-            "此处的 hipgate 设置会被 Ansible 读取并覆盖 group_vars/all/hipgate.yml，但不会被校验。",
-            "a hipgate key here is read by Ansible and overrides group_vars/all/hipgate.yml without validation.",
-            "删除它，把设置写入 group_vars/all/hipgate.yml（每个省只有一份 hipgate 设置）。",
-            "remove it and put the setting in group_vars/all/hipgate.yml (one hipgate block per province).",
-        )
+        return _misplaced_hipgate(where)
     if custom == "reserved_role":
         reserved = ", ".join([*RESERVED_PG_ROLES, RESERVED_PG_PREFIX + "*"])
         return Problem(

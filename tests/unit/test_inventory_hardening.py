@@ -157,6 +157,16 @@ def test_second_inventory_source_is_refused(inventory: Path, name: str) -> None:
     assert "inventory source" in p.en
 
 
+@pytest.mark.parametrize("rel", ["host_vars/fe01.yml", "group_vars/all/zz.yml"])
+def test_null_hipgate_override_is_refused(inventory: Path, rel: str) -> None:
+    # `hipgate: ~` would hand the roles their defaults (the firewall's is 0.0.0.0/0 for ssh).
+    target = inventory / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("hipgate: ~\n", encoding="utf-8")
+    p = problem_at(inventory, target, "hipgate")
+    assert "group_vars/all/hipgate.yml" in p.en
+
+
 def test_hipgate_in_hosts_yml_vars_is_refused(inventory: Path) -> None:
     edit_yaml(hosts(inventory), lambda d: d["all"]["vars"].update({"hipgate": {"province": "x"}}))
     problem_at(inventory, hosts(inventory), "all.vars.hipgate")

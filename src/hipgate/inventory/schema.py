@@ -117,7 +117,8 @@ HIPGATE_HERE = _m(
 HOST_VARS_IN_VARS: dict[str, Any] = {
     **{k: v for k, v in HOST_VARS.items() if k != "ansible_host"},
     "ansible_host": {**HOST_VARS["ansible_host"], "required": False},
-    "hipgate": {"nullable": True, "check_with": "misplaced_hipgate", "meta": HIPGATE_HERE},
+    # Any value, null too: `hipgate: ~` would leave the roles their wide-open defaults.
+    "hipgate": {"check_with": "misplaced_hipgate", "meta": HIPGATE_HERE},
 }
 HOST_VARS["hipgate"] = HOST_VARS_IN_VARS["hipgate"]
 
