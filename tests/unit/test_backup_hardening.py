@@ -38,16 +38,23 @@ def script(name: str) -> ModuleType:
 
 
 GATE_CONF = {"stanza": "database", "repo": 2, "pg_path": "/var/lib/postgresql/15/main", "pg_port": 5432}
-# As pgBackRest 2.45 sends them (captured from SSH_ORIGINAL_COMMAND on the lab).
-ARCHIVE_PUSH = (
-    "pgbackrest --exec-id=1234-0a1b2c3d --log-level-console=off --log-level-file=off --log-level-stderr=error "
-    "--pg1-path=/var/lib/postgresql/15/main --process=0 --remote-type=repo --repo=2 --stanza=database "
-    "archive-push:remote"
+# Exactly as pgBackRest 2.45 sent them on the lab (SSH_ORIGINAL_COMMAND captured by a logging forced
+# command: the database host archiving and checking, a site backing up with process-max 2, stanza-create).
+COMMON = "pgbackrest --exec-id=6736-6b0bd82f --log-level-console=off --log-level-file=off --log-level-stderr=error "
+ARCHIVE_PUSH = COMMON + "--process=0 --remote-type=repo --repo=2 --stanza=database archive-push:remote"
+CHECK_REPO = (
+    COMMON
+    + "--pg1-path=/var/lib/postgresql/15/main --process=0 --remote-type=repo --repo=2 --stanza=database check:remote"
 )
-BACKUP_PG = (
-    "pgbackrest --exec-id=555-deadbeef --log-level-console=off --log-level-file=off --log-level-stderr=error "
-    "--pg1-path=/var/lib/postgresql/15/main --pg1-port=5432 --process=0 --remote-type=pg --stanza=database "
-    "backup:remote"
+PG = (
+    COMMON
+    + "--pg1-path=/var/lib/postgresql/15/main --pg1-port=5432 --process={p} --remote-type=pg --stanza=database {c}"
+)
+BACKUP_PG = PG.format(p=0, c="backup:remote")
+SENT = (
+    [("repo", ARCHIVE_PUSH), ("repo", CHECK_REPO)]
+    + [("pg", PG.format(p=p, c="backup:remote")) for p in (0, 1, 2)]
+    + [("pg", PG.format(p=0, c="stanza-create:remote"))]
 )
 
 
@@ -55,11 +62,13 @@ def gate(role: str, command: str) -> list[str]:
     return script("hipgate-backup-ssh-gate").check(role, command, GATE_CONF)
 
 
-def test_gate_allows_the_remotes_pgbackrest_sends_and_runs_them_without_a_shell() -> None:
-    argv = gate("repo", ARCHIVE_PUSH)
-    assert argv[0] == "pgbackrest" and argv[-1] == "archive-push:remote"
-    assert argv[-2].startswith("--lock-path=")  # the WAL account's own locks
-    assert gate("pg", BACKUP_PG)[-1] == "backup:remote"
+@pytest.mark.parametrize(("role", "command"), SENT)
+def test_gate_allows_the_remotes_pgbackrest_sends_and_runs_them_without_a_shell(role: str, command: str) -> None:
+    argv = gate(role, command)
+    assert argv[0] == "pgbackrest" and argv[-1] == command.split(" ")[-1]
+    assert argv[1:-1][: len(command.split(" ")) - 2] == command.split(" ")[1:-1]
+    if role == "repo":
+        assert argv[-2].startswith("--lock-path=")  # the WAL account's own locks
 
 
 @pytest.mark.parametrize(
@@ -80,7 +89,7 @@ def test_gate_allows_the_remotes_pgbackrest_sends_and_runs_them_without_a_shell(
         ("repo", ARCHIVE_PUSH.replace("--process=0", "--process=0 --lock-path=/tmp")),
         ("repo", ARCHIVE_PUSH.replace("--process=0", "--process=0 --cmd-ssh=/bin/sh")),
         ("repo", ARCHIVE_PUSH.replace("--log-level-file=off", "--log-level-file=debug")),
-        ("repo", ARCHIVE_PUSH.replace("--pg1-path=/var/lib/postgresql/15/main", "--pg1-path=/")),
+        ("repo", CHECK_REPO.replace("--pg1-path=/var/lib/postgresql/15/main", "--pg1-path=/")),
         ("repo", ARCHIVE_PUSH.replace("pgbackrest ", "/tmp/pgbackrest ")),
         ("repo", ARCHIVE_PUSH.replace("--process=0", "--process=$(id)")),
         ("repo", ARCHIVE_PUSH.replace("--process=0", "--process=0\nid")),
@@ -259,7 +268,7 @@ def statuses(monkeypatch: pytest.MonkeyPatch, docs: dict[str, Any]) -> dict[str,
         {"logs": "garbage"},
         {"logs": [{"name": 1}]},
         {"info": {"backup": [{"label": None}]}},
-        {"malformed": [{"kind": "restore-test", "file": "/x/2026.json", "error": "不是 root 写入的 / not written by root"}]},
+        {"malformed": [{"kind": "restore-test", "file": "/x/2026.json", "error": "不是 root 写入的 / not by root"}]},
     ],
 )
 def test_a_malformed_status_fails_the_gate_explained_never_a_crash(
@@ -291,7 +300,7 @@ def test_backup_status_cli_names_a_malformed_record_and_exits_non_zero(monkeypat
     monkeypatch.setattr(cli_backup, "load_inventory", lambda _p: SimpleNamespace())
     monkeypatch.setattr(backups, "repositories", lambda _inv, _system: REPOS)
     res = CliRunner().invoke(cli_backup.backup_app, ["status", "db", "-i", "."])
-    assert res.exit_code == 1 and res.exception is None or isinstance(res.exception, SystemExit)
+    assert res.exit_code == 1, res.output
     assert "site-b" in res.output and "invalid" in res.output and "无效" in res.output
 
 
@@ -308,7 +317,8 @@ class RecordingHost:
 
 
 def test_a_forged_restore_record_runs_nothing_and_fails_the_check() -> None:
-    forged = host_status(3, last_restore_test={"finished": "@0;touch /root/pwn;", "ok": True, "page_checksums_ok": True})
+    record = {"finished": "@0;touch /root/pwn;", "ok": True, "page_checksums_ok": True}
+    forged = host_status(3, last_restore_test=record)
     host = RecordingHost(forged)
     ctx = SimpleNamespace(host="site-b", inventory=None)
     out = backup_checks.backup_restore_tested(host, {}, ctx)
@@ -317,8 +327,19 @@ def test_a_forged_restore_record_runs_nothing_and_fails_the_check() -> None:
 
 
 def test_a_recent_root_written_record_passes_the_check() -> None:
-    host = RecordingHost(host_status(3, now=1795000000.0 - 0, last_restore_test={
-        "finished": "2026-11-18T00:00:00Z", "ok": True, "page_checksums_ok": True, "tables": {}, "steps": []}))
+    host = RecordingHost(
+        host_status(
+            3,
+            now=1795000000.0 - 0,
+            last_restore_test={
+                "finished": "2026-11-18T00:00:00Z",
+                "ok": True,
+                "page_checksums_ok": True,
+                "tables": {},
+                "steps": [],
+            },
+        )
+    )
     out = backup_checks.backup_restore_tested(host, {"max_days": 8}, SimpleNamespace(host="site-b"))
     assert out.ok, out.en
 
