@@ -129,6 +129,9 @@ def test_an_allowed_session_from_the_database_host_cannot_delete_or_overwrite_of
         assert not added, (site, sorted(added))
         verify = as_site(site, "pgbackrest --stanza=database --log-level-console=warn verify")
         assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The storage operations reached the sites and the file permissions refused them.
+    errors = " ".join(r.stdout + r.stderr for _, _, r in attempts)
+    assert "Operation not permitted" in errors and "Permission denied" in errors, errors[-3000:]
     # The sessions were ones the gate allows (archive-push remotes of each site's repository).
     assert log.count(" => ") >= 8 and "--repo=2" in log and "--repo=3" in log, log
     for site in SITES:

@@ -67,7 +67,7 @@ def test_gate_allows_the_remotes_pgbackrest_sends_and_runs_them_without_a_shell(
     argv = gate(role, command)
     assert argv[0] == "pgbackrest" and argv[-1] == command.split(" ")[-1]
     assert argv[1:-1][: len(command.split(" ")) - 2] == command.split(" ")[1:-1]
-    if role == "repo":
+    if command.endswith("archive-push:remote"):
         assert argv[-2].startswith("--lock-path=")  # the WAL account's own locks
 
 
