@@ -88,6 +88,27 @@ def test_no_backup_key_gives_a_shell_in_either_direction(lab: dict, payload: str
     assert sh("backup-a", f"test -d {REPO}/backup/database").returncode == 0
 
 
+def test_postgres_cannot_let_itself_in_by_adding_a_key(lab: dict) -> None:
+    """A superuser's COPY ... TO PROGRAM runs as postgres, which owns its home: a key it adds there
+    must not open a login (sshd reads the backup accounts' keys from root's files only)."""
+    db = lab["addr"]["database"]
+    as_postgres(
+        "rm -f /tmp/hg-k /tmp/hg-k.pub && ssh-keygen -q -t ed25519 -N '' -C hg-attack-key -f /tmp/hg-k", check=True
+    )
+    as_postgres("mkdir -p ~/.ssh && cat /tmp/hg-k.pub >> ~/.ssh/authorized_keys", check=True)
+    try:
+        res = as_postgres(
+            f"ssh -i /tmp/hg-k -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"-o BatchMode=yes postgres@{db} id"
+        )
+        assert res.returncode != 0 and "uid=" not in res.stdout, res.stdout + res.stderr
+    finally:
+        as_postgres(
+            "rm -f /tmp/hg-k /tmp/hg-k.pub; sed -i /hg-attack-key/d ~/.ssh/authorized_keys; "
+            "[ -s ~/.ssh/authorized_keys ] || rm -f ~/.ssh/authorized_keys"
+        )
+
+
 def test_an_allowed_session_from_the_database_host_cannot_delete_or_overwrite_offsite_backups(lab: dict) -> None:
     before = {s: (labels(s), fingerprint(s)) for s in SITES}
     assert all(lbl for lbl, _ in before.values()), before

@@ -344,6 +344,23 @@ def test_a_recent_root_written_record_passes_the_check() -> None:
     assert out.ok, out.en
 
 
+def test_the_repository_check_never_reads_the_key_into_evidence() -> None:
+    class Host(RecordingHost):
+        def run(self, command: str) -> SimpleNamespace:
+            self.commands.append(command)
+            if "hipgate-backup status" in command:
+                return SimpleNamespace(rc=0, stdout=json.dumps(self.status), stderr="")
+            return SimpleNamespace(rc=0, stdout="enabled\nenabled\nenabled\nenabled", stderr="")
+
+    claimed = host_status(2)
+    claimed["repo"] = "2; id"
+    host = Host(claimed)
+    ctx = SimpleNamespace(host="site-a", inventory=SimpleNamespace(group_hosts=lambda g: ["site-a"]))
+    out = backup_checks.backup_repository_current(host, {}, ctx)
+    assert not out.ok  # a repository index that is not a number is malformed
+    assert not any("cat " in c or "id" in c.split("status")[-1] for c in host.commands), host.commands
+
+
 def test_check_reads_retention_in_python_whatever_repo_the_host_claims() -> None:
     assert backup_checks._retention("repo2-retention-full=2\n", 2) == "repo2-retention-full=2"
     assert backup_checks._retention("repo2-retention-full=2\n", "2' /etc/shadow; id; '") == ""

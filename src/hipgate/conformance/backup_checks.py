@@ -58,7 +58,9 @@ def backup_repository_current(host: Any, params: dict[str, Any], ctx: Context) -
     states = (enabled.splitlines() + [""] * len(timers))[: len(timers)]
     off = [t for t, state in zip(timers, states, strict=True) if state.strip() != "enabled"]
     repo = st.get("repo") if st.get("repo") is not None else "?"
-    _, conf = p.run("cat /etc/pgbackrest.conf")
+    # Only the retention lines (the file also holds the repository key, which must not reach evidence);
+    # the repository's own line is picked here, in Python.
+    _, conf = p.run("grep -E '^repo[0-9]+-retention-full=' /etc/pgbackrest.conf")
     retention = _retention(conf, st.get("repo"))
     age, limit = (
         st.get("newest_full_age_hours"),

@@ -61,13 +61,13 @@ def test_backup_logs_reach_every_site_unchanged(host):
 
 def test_keys_are_pinned_restricted_and_forced(host):
     user = RUN_USER[name(host)]
-    home = "/var/lib/postgresql" if user == "postgres" else "/home/pgbackrest"
-    with host.sudo():
-        keys = [k for k in host.file(f"{home}/.ssh/authorized_keys").content_string.splitlines() if k.startswith("from=")]
-        wal = [] if name(host) == "db" else [
-            k for k in host.file("/home/pgbackrest-wal/.ssh/authorized_keys").content_string.splitlines()
-            if k.startswith("from=")
-        ]
+    keyfile = host.file(f"/etc/ssh/hipgate-backup-keys/{user}")
+    assert (keyfile.user, keyfile.mode) == ("root", 0o644)  # the account cannot add a key
+    keys = [k for k in keyfile.content_string.splitlines() if k.startswith("from=")]
+    wal = [] if name(host) == "db" else [
+        k for k in host.file("/etc/ssh/hipgate-backup-keys/pgbackrest-wal").content_string.splitlines()
+        if k.startswith("from=")
+    ]
     # Every key has a forced command: none gives a shell.
     assert keys and all(",restrict,command=" in k.split(" ")[0] for k in keys + wal)
     if name(host) == "db":
