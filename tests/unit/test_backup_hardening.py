@@ -368,3 +368,45 @@ def test_check_reads_retention_in_python_whatever_repo_the_host_claims() -> None
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# --- roles/backup/tasks/cipher.yml: the repository key generated on the host ----------------------
+
+
+def key_task_script(key: Path) -> tuple[str, str]:
+    """The shell of the key-generation task, pointed at a scratch key file, and its interpreter."""
+    import yaml
+
+    tasks = yaml.safe_load((FILES.parent / "tasks" / "cipher.yml").read_text(encoding="utf-8"))
+    task = next(t for t in tasks if "Key generated on the repository host" in t["name"])
+    shell = task["ansible.builtin.shell"]
+    cmd = shell["cmd"] if isinstance(shell, dict) else shell
+    return cmd.replace("/etc/pgbackrest/repo-cipher.key", str(key)), (shell.get("executable") or "/bin/sh")
+
+
+def run_key_task(tmp_path: Path, openssl_fails: bool) -> subprocess.CompletedProcess[str]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    if openssl_fails:  # openssl that dies (no entropy, missing library): nothing on stdout
+        (bindir / "openssl").write_text("#!/bin/sh\nexit 1\n")
+        (bindir / "openssl").chmod(0o755)
+    cmd, shell = key_task_script(tmp_path / "repo-cipher.key")
+    env = {"PATH": f"{bindir}:/usr/bin:/bin"}
+    return subprocess.run([shell, "-c", cmd], capture_output=True, text=True, env=env, check=False)
+
+
+def test_a_failing_openssl_leaves_no_empty_key(tmp_path: Path) -> None:
+    res = run_key_task(tmp_path, openssl_fails=True)
+    key = tmp_path / "repo-cipher.key"
+    assert res.returncode != 0  # the task fails loudly...
+    assert not key.exists() or key.stat().st_size > 0  # ...and no empty key is left for later runs to keep
+
+
+def test_an_empty_key_left_by_an_earlier_failure_is_replaced_and_a_good_one_kept(tmp_path: Path) -> None:
+    key = tmp_path / "repo-cipher.key"
+    key.write_text("")
+    assert run_key_task(tmp_path, openssl_fails=False).returncode == 0
+    first = key.read_text()
+    assert len(first) == 64 and (key.stat().st_mode & 0o777) == 0o600
+    assert run_key_task(tmp_path, openssl_fails=False).returncode == 0
+    assert key.read_text() == first  # never regenerated once it exists
