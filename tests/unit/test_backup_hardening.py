@@ -97,6 +97,8 @@ def test_gate_allows_the_remotes_pgbackrest_sends_and_runs_them_without_a_shell(
         ("pg", BACKUP_PG.replace("backup:remote", "restore:remote")),
         ("pg", BACKUP_PG.replace("--remote-type=pg", "--remote-type=repo")),
         ("pg", ARCHIVE_PUSH),
+        ("pg", BACKUP_PG.replace("--process=0", "--process=0 --repo=2")),  # never sent to a pg remote
+        ("repo", ARCHIVE_PUSH.replace("--process=0", "--process=0 --buffer-size=1MiB")),  # not sent: refused
         ("pg", BACKUP_PG.replace("--process=0", "--process=0 --pg1-host=10.0.0.1")),
     ],
 )
