@@ -48,13 +48,22 @@ def status(system: System, inventory: Inv, as_json: Annotated[bool, typer.Option
             st.get("error", ""),
         )
     out.print(table)
-    if any("error" in s for s in states.values()):
+    bad = backups.malformed_lines(states)
+    for line in bad:
+        err.print(
+            f"错误：无效的备份日志或恢复演练记录（不予采信，请检查该文件是否被篡改，确认后删除并重新备份/演练）：{line}\n"
+            f"error: invalid backup log or restore-test record (not trusted; check whether it was tampered with, "
+            f"then remove it and run a new backup / restore test): {line}",
+            markup=False,
+            highlight=False,
+        )
+    if any("error" in s for s in states.values()) or bad:
         raise typer.Exit(1)
     stale = [
         f"repo{r.index}"
         for r in repos
         if states[r.host].get("newest_full_age_hours") is None
-        or states[r.host]["newest_full_age_hours"] > states[r.host]["full_max_age_hours"]
+        or states[r.host]["newest_full_age_hours"] > (states[r.host].get("full_max_age_hours") or 0)
     ]
     if stale:
         err.print(

@@ -86,22 +86,29 @@ def every_repository_verifies(repos: list[backups.Repo], verified: dict[str, dic
 def restore_test_passed(repos: list[backups.Repo], st: dict[str, dict[str, Any]]) -> Condition:
     tests = [st[r.host]["last_restore_test"] for r in repos if r.offsite and st[r.host].get("last_restore_test")]
     last = max(tests, key=lambda t: t.get("finished", "")) if tests else None
-    ok = bool(last and last.get("ok") and last.get("page_checksums_ok"))
+    # A record that is malformed or not root's (a forgery) fails the gate, with its file named.
+    bad = backups.malformed_lines({r.host: st[r.host] for r in repos if r.offsite}, ("restore-test", "status"))
+    ok = bool(last and last.get("ok") is True and last.get("page_checksums_ok") is True) and not bad
     where = f"repo{last.get('repo')}@{last.get('host')} {last.get('finished')}" if last else "无 / none"
+    tables = len((last or {}).get("tables") or {})
     return Condition(
         "restore_test_passed",
         "最近一次恢复演练通过",
         "the newest restore test passed",
         ok,
-        f"最近一次：{where}，{'通过' if ok else '未通过'}；已核对 {len((last or {}).get('tables') or {})} 张表",
-        f"newest: {where}, {'passed' if ok else 'not passed'}; {len((last or {}).get('tables') or {})} tables checked",
-        {"restore_test": last or {}},
+        f"最近一次：{where}，{'通过' if ok else '未通过'}；已核对 {tables} 张表"
+        + (f"；无效的恢复演练记录：{'；'.join(bad)}" if bad else ""),
+        f"newest: {where}, {'passed' if ok else 'not passed'}; {tables} tables checked"
+        + (f"; invalid restore-test records: {'; '.join(bad)}" if bad else ""),
+        {"restore_test": last or {}, "malformed": bad},
     )
 
 
 def backup_logs_everywhere(repos: list[backups.Repo], st: dict[str, dict[str, Any]], system: str) -> Condition:
     sites = [r for r in repos if r.offsite]
     rows, missing = [], []
+    # A backup log that is not one hipgate-backup wrote is never counted; it fails the gate, named.
+    missing += [f"无效的备份日志 / invalid backup log {m}" for m in backups.malformed_lines(st, ("backup-log",))]
     for r in repos:
         full = backups.newest_full(st[r.host])
         if not full:

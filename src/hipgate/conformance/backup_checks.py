@@ -4,10 +4,14 @@ newest restore test on each site passed recently, and WAL reaches every reposito
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
+import shlex
+import time
 from typing import Any
 
-from hipgate.backups import SITE_USER
+from hipgate.backups import SITE_USER, finished_at, parse_status
 from hipgate.conformance.checks import Context, Outcome, Probe, scoped
 from hipgate.conformance.database_checks import _psql
 
@@ -15,12 +19,26 @@ TIMERS = ("hipgate-backup-full", "hipgate-backup-diff", "hipgate-backup-freshnes
 RESTORE_TEST_MAX_DAYS = 8  # weekly by default, with a day's slack
 
 
-def _status(p: Probe, user: str) -> dict[str, Any]:
-    rc, out = p.run(f"runuser -u {user} -- /usr/local/bin/hipgate-backup status")
+STANZA = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _status(p: Probe, user: str, host: str = "") -> dict[str, Any]:
+    """The host's `hipgate-backup status`, parsed and validated: nothing it holds ever reaches a shell
+    command (it comes from files unprivileged accounts may write), and a malformed field is dropped
+    and named in `malformed` (hipgate.backups.parse_status)."""
+    rc, out = p.run(f"runuser -u {shlex.quote(user)} -- /usr/local/bin/hipgate-backup status")
     try:
-        return json.loads(out) if rc == 0 else {}
+        doc = json.loads(out) if rc == 0 else {}
     except json.JSONDecodeError:
         return {}
+    return parse_status(doc, host) if isinstance(doc, dict) and doc else {}
+
+
+def _retention(conf: str, repo: Any) -> str:
+    """repo<N>-retention-full=... from /etc/pgbackrest.conf's text, read in Python."""
+    if not isinstance(repo, int) or isinstance(repo, bool):
+        return ""
+    return next((ln.strip() for ln in conf.splitlines() if ln.startswith(f"repo{repo}-retention-full=")), "")
 
 
 def _run_user(ctx: Context) -> str:
@@ -32,20 +50,23 @@ def backup_repository_current(host: Any, params: dict[str, Any], ctx: Context) -
     """This host's repository has a full backup newer than the policy allows, keeps a set number of
     full backups, is encrypted, and its backup timers are enabled."""
     p = Probe(host)
-    st = _status(p, _run_user(ctx))
+    st = _status(p, _run_user(ctx), ctx.host)
     timers = list(TIMERS) + (
         ["hipgate-backup-restore-test"] if ctx.host in ctx.inventory.group_hosts("backup_sites") else []
     )
     _, enabled = p.run("systemctl is-enabled " + " ".join(f"{t}.timer" for t in timers))
     states = (enabled.splitlines() + [""] * len(timers))[: len(timers)]
     off = [t for t, state in zip(timers, states, strict=True) if state.strip() != "enabled"]
-    repo = st.get("repo", "?")
-    _, retention = p.run(f"grep -E '^repo{repo}-retention-full=' /etc/pgbackrest.conf")
+    repo = st.get("repo") if st.get("repo") is not None else "?"
+    # Only the retention lines (the file also holds the repository key, which must not reach evidence);
+    # the repository's own line is picked here, in Python.
+    _, conf = p.run("grep -E '^repo[0-9]+-retention-full=' /etc/pgbackrest.conf")
+    retention = _retention(conf, st.get("repo"))
     age, limit = (
         st.get("newest_full_age_hours"),
         float(params.get("full_max_age_hours", st.get("full_max_age_hours", 26))),
     )
-    cipher = (st.get("info") or {}).get("cipher", "none")
+    cipher = str((st.get("info") or {}).get("cipher", "none"))[:40]
     ok = bool(st) and age is not None and age <= limit and not off and bool(retention.strip()) and cipher != "none"
     shown = "无 / none" if age is None else f"{age:.1f} h"
     return p.outcome(
@@ -59,27 +80,43 @@ def backup_repository_current(host: Any, params: dict[str, Any], ctx: Context) -
     )
 
 
-@scoped("backup_sites")
-def backup_restore_tested(host: Any, params: dict[str, Any]) -> Outcome:
+@scoped("backup_sites", context=True)
+def backup_restore_tested(host: Any, params: dict[str, Any], ctx: Context) -> Outcome:
     """The newest automated restore test on this site restored, started, queried and verified every
-    page checksum, and is recent."""
+    page checksum, and is recent. Records are written by root (hipgate-backup restore-test); a record
+    that is malformed or not root's fails the check. The age is computed here, from the validated
+    timestamp, never by a shell on the host."""
     p = Probe(host)
-    st = _status(p, SITE_USER)
+    st = _status(p, SITE_USER, ctx.host)
     last = st.get("last_restore_test") or {}
+    bad = [m for m in st.get("malformed") or [] if m["kind"] == "restore-test"]
     max_days = float(params.get("max_days", RESTORE_TEST_MAX_DAYS))
-    _, age = p.run(f"echo $(( $(date +%s) - $(date -d {last.get('finished', '1970-01-01T00:00:00Z')} +%s) ))")
-    days = int(age or 0) / 86400
-    ok = bool(last.get("ok")) and bool(last.get("page_checksums_ok")) and days <= max_days
+    when = finished_at(last)
+    host_now = st.get("now") if isinstance(st.get("now"), (int, float)) else time.time()
+    days = (
+        (datetime.datetime.fromtimestamp(host_now, datetime.UTC) - when).total_seconds() / 86400
+        if when
+        else float("inf")
+    )
+    ok = not bad and last.get("ok") is True and last.get("page_checksums_ok") is True and 0 <= days <= max_days
     tables = len(last.get("tables") or {})
+    steps = [str(x) for x in last.get("steps") or []]
+    finished = last.get("finished", "无 / none") if when else "无 / none"
+    shown = f"{days:.1f}" if when else "-"
+    forged_zh = f"；无效记录：{'；'.join(m['file'] + ' ' + m['error'] for m in bad)}" if bad else ""
+    forged_en = f"; invalid records: {'; '.join(m['file'] + ' ' + m['error'] for m in bad)}" if bad else ""
     return p.outcome(
         ok,
-        f"最近一次恢复演练：{last.get('finished', '无')}，结果 {'通过' if last.get('ok') else '未通过'}"
-        f"（{'、'.join(last.get('steps') or []) or '无步骤'}；{tables} 张表已核对），"
-        f"距今 {days:.1f} 天（上限 {max_days:g} 天）",
-        f"newest restore test: {last.get('finished', 'none')}, {'passed' if last.get('ok') else 'not passed'} "
-        f"({', '.join(last.get('steps') or []) or 'no steps'}; {tables} tables fingerprinted), {days:.1f} days ago "
-        f"(limit {max_days:g})",
-        {"last_restore_test": {k: last.get(k) for k in ("finished", "ok", "repo", "label", "seconds", "error")}},
+        f"最近一次恢复演练：{finished}，结果 {'通过' if last.get('ok') is True else '未通过'}"
+        f"（{'、'.join(steps) or '无步骤'}；{tables} 张表已核对），"
+        f"距今 {shown} 天（上限 {max_days:g} 天）{forged_zh}",
+        f"newest restore test: {finished}, {'passed' if last.get('ok') is True else 'not passed'} "
+        f"({', '.join(steps) or 'no steps'}; {tables} tables fingerprinted), {shown} days ago "
+        f"(limit {max_days:g}){forged_en}",
+        {
+            "last_restore_test": {k: last.get(k) for k in ("finished", "ok", "repo", "label", "seconds", "error")},
+            "malformed": bad,
+        },
     )
 
 
@@ -99,9 +136,13 @@ def backup_wal_archiving(host: Any, params: dict[str, Any], ctx: Context) -> Out
         "(coalesce(last_failed_time, 'epoch') <= coalesce(last_archived_time, 'epoch'))::text from pg_stat_archiver",
     )
     last_wal, _, healthy = archiver.partition(" ")
-    stanza = params.get("stanza") or ctx.host
+    stanza = str(params.get("stanza") or ctx.host)
     timeout = int(params.get("archive_timeout", 30))
-    rc, _ = p.run(f"runuser -u postgres -- pgbackrest --stanza={stanza} --archive-timeout={timeout} check")
+    rc = 1
+    if STANZA.match(stanza):  # the inventory's host name: quoted anyway
+        rc, _ = p.run(
+            f"runuser -u postgres -- pgbackrest --stanza={shlex.quote(stanza)} --archive-timeout={timeout} check"
+        )
     repos = 1 + len(ctx.inventory.group_hosts("backup_sites"))
     ok = (
         conf.get("archive_mode") == "on"

@@ -59,15 +59,24 @@ def test_backup_logs_reach_every_site_unchanged(host):
                 assert here.get(entry["name"]) == entry["sha256"], (producer, entry["name"])
 
 
-def test_keys_are_pinned_and_restricted(host):
+def test_keys_are_pinned_restricted_and_forced(host):
     user = RUN_USER[name(host)]
-    home = "/var/lib/postgresql" if user == "postgres" else "/home/pgbackrest"
-    with host.sudo():
-        keys = [k for k in host.file(f"{home}/.ssh/authorized_keys").content_string.splitlines() if k.startswith("from=")]
-    assert keys and all(",restrict" in k.split(" ")[0] for k in keys)
-    if name(host) != "db":
-        log_keys = [k for k in keys if "id_hipgate_log" in k]
-        assert len(log_keys) == 2 and all('command="/usr/local/bin/hipgate-backup receive-log"' in k for k in log_keys)
+    keyfile = host.file(f"/etc/ssh/hipgate-backup-keys/{user}")
+    assert (keyfile.user, keyfile.mode) == ("root", 0o644)  # the account cannot add a key
+    keys = [k for k in keyfile.content_string.splitlines() if k.startswith("from=")]
+    wal = [] if name(host) == "db" else [
+        k for k in host.file("/etc/ssh/hipgate-backup-keys/pgbackrest-wal").content_string.splitlines()
+        if k.startswith("from=")
+    ]
+    # Every key has a forced command: none gives a shell.
+    assert keys and all(",restrict,command=" in k.split(" ")[0] for k in keys + wal)
+    if name(host) == "db":
+        assert all('command="/usr/local/bin/hipgate-backup-ssh-gate pg"' in k for k in keys)
+    else:
+        # The repository's owner takes only backup logs, each key for its sender's repository only.
+        assert len(keys) == 2 and all('command="/usr/local/bin/hipgate-backup receive-log ' in k for k in keys)
+        # The database host reaches only the WAL account, through the gate.
+        assert len(wal) == 1 and 'command="/usr/local/bin/hipgate-backup-ssh-gate repo"' in wal[0]
 
 
 def test_a_log_key_runs_nothing_but_receive_log(host):
@@ -84,7 +93,7 @@ def test_restore_from_an_off_site_repository_reproduces_the_data(host):
         pytest.skip("site-b only")
     with other("db").sudo("postgres"):
         expected = other("db").check_output(f'psql -XAt -d exchange -c "{FINGERPRINT}"')
-    with host.sudo("pgbackrest"):
+    with host.sudo():  # root writes the record; the restore itself runs as pgbackrest
         result = json.loads(host.check_output("/usr/local/bin/hipgate-backup restore-test"))
     assert result["ok"] and result["page_checksums_ok"], result
     count, digest = expected.split(" ")
@@ -95,6 +104,6 @@ def test_restore_from_an_off_site_repository_reproduces_the_data(host):
 def test_timers_are_enabled(host):
     names = ["hipgate-backup-full", "hipgate-backup-diff", "hipgate-backup-freshness"]
     if name(host) != "db":
-        names.append("hipgate-backup-restore-test")
+        names += ["hipgate-backup-restore-test", "hipgate-backup-seal"]
     for timer in names:
         assert host.service(f"{timer}.timer").is_enabled, timer

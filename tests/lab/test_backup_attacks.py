@@ -1,0 +1,199 @@
+"""Attacks on the deployed backups, as each adversary of the threat model would make them (issue 16):
+a database superuser who reached the OS `postgres` account, a hostile backup site (its `pgbackrest`
+account), and an unprivileged account forging restore-test records. Each attack runs for real on the
+reference lab (real sshd, pgBackRest 2.45, PostgreSQL); each test leaves the lab as it found it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+from lab_reference import check_from, sh
+
+SITES = ("backup-a", "backup-b")
+SITE_USER = "pgbackrest"
+PG_PATH = "/var/lib/postgresql/15/main"
+REPO = "/var/lib/pgbackrest"
+RECORDS = "/var/lib/pgbackrest-restore-tests"
+# What pgBackRest 2.45 runs as ssh (cmd-ssh): `ssh -o ... user@host "<remote command line>"`. This one
+# turns any client command's remote into the one the database host's key is allowed to start
+# (archive-push:remote, with the options archive-push sends), so the session below is an ALLOWED one
+# while the client drives expire / stanza-delete / repo-rm / repo-put storage operations through it.
+EVIL_SSH = r"""#!/usr/bin/python3
+import os, sys
+args = sys.argv[1:]
+words = args[-1].split(" ")
+keep = ("--exec-id=", "--log-level-stderr=", "--process=", "--remote-type=", "--repo=", "--stanza=")
+out = [words[0]] + [w for w in words[1:-1] if w.startswith(keep)]
+out += ["--log-level-console=off", "--log-level-file=off", "archive-push:remote"]
+with open("/tmp/hg-evil-ssh.log", "a") as fh:
+    fh.write(args[-1] + "\n => " + " ".join(out) + "\n")
+os.execv("/usr/bin/ssh", ["ssh"] + args[:-1] + [" ".join(out)])
+""".replace("PG_PATH", PG_PATH)
+
+
+def as_postgres(command: str, check: bool = False):
+    return sh("database", f"runuser -u postgres -- sh -c {shlex.quote(command)}", check=check)
+
+
+def as_site(site: str, command: str, check: bool = False):
+    return sh(site, f"runuser -u {SITE_USER} -- sh -c {shlex.quote(command)}", check=check)
+
+
+def fingerprint(site: str) -> dict[str, str]:
+    """sha256 of every file of the site's repository (backups and archived WAL)."""
+    out = sh(site, f"cd {REPO} && find backup archive -type f -print0 | sort -z | xargs -0 sha256sum").stdout
+    return {line[66:]: line[:64] for line in out.splitlines()}
+
+
+def labels(site: str) -> list[str]:
+    doc = json.loads(as_site(site, "pgbackrest --stanza=database --output=json info", check=True).stdout)
+    return [b["label"] for b in doc[0]["backup"]]
+
+
+def no_marker(host: str, marker: str) -> bool:
+    return sh(host, f"test ! -e {marker}", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("payload", ["id", "sh -c id", "touch /tmp/hg-pwned", "rm -rf /var/lib/pgbackrest"])
+def test_no_backup_key_gives_a_shell_in_either_direction(lab: dict, payload: str) -> None:
+    marker = "/tmp/hg-pwned"
+    for host in ("database", *SITES):
+        sh(host, f"rm -f {marker}")
+    db, sites = lab["addr"]["database"], {s: lab["addr"][s] for s in SITES}
+    probes = []
+    # postgres on the database host (a superuser's COPY ... TO PROGRAM lands here): every key it has.
+    for site, addr in sites.items():
+        probes += [
+            ("database", site, as_postgres(f"ssh {addr} {payload}")),  # its pgBackRest key to the site
+            ("database", site, as_postgres(f"ssh log-{site} {payload}")),  # its backup-log key
+            ("database", site, as_postgres(f"ssh -i ~/.ssh/id_hipgate_repo2 {SITE_USER}@{addr} {payload}")),
+        ]
+    # A site's pgbackrest account: its key to the database host and its log keys to the other site.
+    for site in SITES:
+        other = next(s for s in SITES if s != site)
+        probes += [
+            (site, "database", as_site(site, f"ssh {db} {payload}")),
+            (site, other, as_site(site, f"ssh log-{other} {payload}")),
+            (site, other, as_site(site, f"ssh -i ~/.ssh/id_hipgate_pg {SITE_USER}@{lab['addr'][other]} {payload}")),
+        ]
+    for src, dst, res in probes:
+        assert res.returncode != 0, f"{src} -> {dst}: `{payload}` ran: {res.stdout}{res.stderr}"
+        assert "uid=" not in res.stdout, f"{src} -> {dst}: {res.stdout}"
+    for host in ("database", *SITES):
+        assert no_marker(host, marker), f"{payload} ran on {host}"
+    assert sh("backup-a", f"test -d {REPO}/backup/database").returncode == 0
+
+
+def test_postgres_cannot_let_itself_in_by_adding_a_key(lab: dict) -> None:
+    """A superuser's COPY ... TO PROGRAM runs as postgres, which owns its home: a key it adds there
+    must not open a login (sshd reads the backup accounts' keys from root's files only)."""
+    db = lab["addr"]["database"]
+    as_postgres(
+        "rm -f /tmp/hg-k /tmp/hg-k.pub && ssh-keygen -q -t ed25519 -N '' -C hg-attack-key -f /tmp/hg-k", check=True
+    )
+    as_postgres("mkdir -p ~/.ssh && cat /tmp/hg-k.pub >> ~/.ssh/authorized_keys", check=True)
+    try:
+        res = as_postgres(
+            f"ssh -i /tmp/hg-k -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"-o BatchMode=yes postgres@{db} id"
+        )
+        assert res.returncode != 0 and "uid=" not in res.stdout, res.stdout + res.stderr
+    finally:
+        as_postgres(
+            "rm -f /tmp/hg-k /tmp/hg-k.pub; sed -i /hg-attack-key/d ~/.ssh/authorized_keys; "
+            "[ -s ~/.ssh/authorized_keys ] || rm -f ~/.ssh/authorized_keys"
+        )
+
+
+def test_an_allowed_session_from_the_database_host_cannot_delete_or_overwrite_offsite_backups(lab: dict) -> None:
+    before = {s: (labels(s), fingerprint(s)) for s in SITES}
+    assert all(lbl for lbl, _ in before.values()), before
+    sh("database", "cat > /tmp/hg-evil-ssh && chmod 755 /tmp/hg-evil-ssh && rm -f /tmp/hg-evil-ssh.log", stdin=EVIL_SSH)
+    # The host's own settings (postgres can read them) plus the evil ssh and the attacker's own lock
+    # directory, so the real archiving on the host is not stopped by this test's `stop`.
+    sh(
+        "database",
+        "(cat /etc/pgbackrest.conf; printf '[global]\\ncmd-ssh=/tmp/hg-evil-ssh\\nlock-path=/tmp/hg-attack-lock\\n')"
+        " > /tmp/hg-attack.conf && chown postgres /tmp/hg-attack.conf && chmod 600 /tmp/hg-attack.conf",
+    )
+    base = "pgbackrest --config=/tmp/hg-attack.conf --stanza=database --log-level-console=info"
+    attempts = []
+    for repo, site in ((2, "backup-a"), (3, "backup-b")):
+        files = before[site][1]
+        segment = next(p for p in files if p.startswith("archive/database/") and p.count("/") == 4)
+        manifest = next(p for p in files if p.endswith("/backup.manifest"))
+        for attack in (
+            # pgBackRest's own removal commands (2.45's internal repo-rm fails on a remote repository
+            # with an assertion; stanza-delete removes every path of the stanza through the session).
+            f"{base} --repo={repo} --repo{repo}-retention-full=1 expire",
+            f"{base} stop; {base} --repo={repo} --force stanza-delete; {base} start",
+            # Overwrites through the session's storage writes (atomic: a temporary file renamed over).
+            f"echo forged | {base} --repo={repo} repo-put {segment}",
+            f"echo forged | {base} --repo={repo} repo-put backup/database/backup.info",
+            f"echo forged | {base} --repo={repo} repo-put {manifest}",
+            f"echo forged | {base} --repo={repo} repo-put backup/database/hg-new-file",
+        ):
+            attempts.append((site, attack, as_postgres(attack)))
+    log = sh("database", "cat /tmp/hg-evil-ssh.log", check=False).stdout
+    sh("database", "rm -rf /tmp/hg-evil-ssh /tmp/hg-evil-ssh.log /tmp/hg-attack-lock /tmp/hg-attack.conf")
+    # Every off-site backup and every archived WAL file is still there, unchanged.
+    for site, (old_labels, old_files) in before.items():
+        assert labels(site) == old_labels, (site, [(a, r.stdout[-800:] + r.stderr[-800:]) for _, a, r in attempts])
+        now = fingerprint(site)
+        changed = {p for p, digest in old_files.items() if now.get(p) != digest}
+        assert not changed, (site, sorted(changed)[:10], [(a, r.stderr[-300:]) for _, a, r in attempts])
+        added = {p for p in now if p.startswith("backup/") and p not in old_files}
+        assert not added, (site, sorted(added))
+        verify = as_site(site, "pgbackrest --stanza=database --log-level-console=warn verify")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The storage operations reached the sites and the file permissions refused them.
+    errors = " ".join(r.stdout + r.stderr for _, _, r in attempts)
+    assert "Operation not permitted" in errors and "Permission denied" in errors, errors[-3000:]
+    # The sessions were ones the gate allows (archive-push remotes of each site's repository).
+    assert log.count(" => ") >= 8 and "--repo=2" in log and "--repo=3" in log, log
+    for site in SITES:
+        journal = sh(site, "journalctl -t hipgate-backup-ssh-gate --since '-15min' -o cat", check=False).stdout
+        assert "allowed repo remote" in journal and "archive-push:remote" in journal, journal[-2000:]
+    # Archiving to the sites still works (the attacker's lock path never stopped it).
+    sh("database", "runuser -u postgres -- pgbackrest --stanza=database --archive-timeout=60 check")
+
+
+def test_a_forged_restore_record_runs_nothing_as_root_and_does_not_pass_the_check_or_gate(lab: dict) -> None:
+    forged = json.dumps(
+        {"finished": "@0;touch /root/pwn;", "ok": True, "page_checksums_ok": True, "steps": [], "tables": {}}
+    )
+    name = f"{RECORDS}/2099-01-01T000000Z.json"
+    # The repository account cannot write a record at all: the directory is root's.
+    res = sh("backup-b", f"runuser -u {SITE_USER} -- sh -c 'cat > {name}'", stdin=forged, check=False)
+    assert res.returncode != 0 and sh("backup-b", f"test ! -e {name}", check=False).returncode == 0
+    assert sh("backup-b", f"stat -c %U:%a {RECORDS}").stdout.strip() == "root:755"
+    # Had it got one there by another way (written as the account, planted), nothing trusts it.
+    sh("backup-b", f"cat > {name} && chown {SITE_USER} {name}", stdin=forged)
+    try:
+        out = check_from(lab, "backup_restore_tested", "backup-b")
+        assert not out.ok and "2099-01-01T000000Z.json" in out.en, out.en
+        assert no_marker("backup-b", "/root/pwn")
+        # As root-owned content with a forged timestamp it is still refused (the format is checked).
+        sh("backup-b", f"chown root {name}")
+        out = check_from(lab, "backup_restore_tested", "backup-b")
+        assert not out.ok and no_marker("backup-b", "/root/pwn"), out.en
+    finally:
+        sh("backup-b", f"rm -f {name} /root/pwn")
+    assert check_from(lab, "backup_restore_tested", "backup-b").ok
+
+
+def test_restore_test_records_are_written_by_root_while_the_restore_runs_unprivileged(lab: dict) -> None:
+    started = time.time()
+    sh("backup-a", "systemctl start hipgate-backup-restore-test.service")
+    newest = sh("backup-a", f"ls -1 {RECORDS} | tail -1").stdout.strip()
+    meta = sh("backup-a", f"stat -c '%U %a %Y' {RECORDS}/{newest}").stdout.split()
+    assert meta[:2] == ["root", "644"] and int(meta[2]) >= started - 5, meta
+    record = json.loads(sh("backup-a", f"cat {RECORDS}/{newest}").stdout)
+    assert record["ok"] is True and record["page_checksums_ok"] is True and record["tables"]
+    # The account that ran the restore can neither change nor remove it.
+    assert as_site("backup-a", f"echo x >> {RECORDS}/{newest}").returncode != 0
+    assert as_site("backup-a", f"rm -f {RECORDS}/{newest}").returncode != 0
