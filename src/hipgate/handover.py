@@ -138,23 +138,39 @@ def custody_quorum(inv: Any, system: str, token: str | None) -> Condition:
         )
     addr, ca = vault.address(inv)
     try:
-        state = ceremony.status(vault.connect(addr, token, ca), system)
+        client = vault.connect(addr, token, ca)
+        state = ceremony.status(client, system)
     except UserError as exc:
         p = exc.problems[0]
         return Condition("custody_quorum", *title, False, p.zh, p.en, {"addr": addr})
-    declared = {c["id"] for c in inv.settings.get("custodians") or []}
+    declared = [c["id"] for c in inv.settings.get("custodians") or []]
     holders = list(state.get("custodians") or [])
     need = int(state.get("threshold") or 0)
     present = [c for c in holders if c in declared]
-    ok = bool(state["in_custody"]) and need >= 2 and len(present) >= need
+    # A first password was made by whoever ran `custody setup`: until replaced, that person may hold it.
+    kept = vault.first_password_kept(client, declared)
+    pending = (state.get("pending") or {}).get("generation")
+    ok = bool(state["in_custody"]) and need >= 2 and len(present) >= need and not kept and not pending
+    zh_extra = (f"；从未更换初始口令：{', '.join(kept)}" if kept else "") + (f"；待定代次 {pending}" if pending else "")
+    en_extra = (f"; first password never changed: {', '.join(kept)}" if kept else "") + (
+        f"; generation {pending} pending (run custody rotate)" if pending else ""
+    )
     return Condition(
         "custody_quorum",
         *title,
         ok,
-        f"OpenBao 已解封；第 {state.get('generation', '-')} 代口令由 {len(present)} 名在册保管人分段持有，门限 {need}",
+        f"OpenBao 已解封；第 {state.get('generation', '-')} 代口令由 {len(present)} 名在册保管人分段持有，门限 {need}"
+        + zh_extra,
         f"OpenBao unsealed; generation {state.get('generation', '-')} held by {len(present)} declared custodians, "
-        f"threshold {need}",
-        {"addr": addr, "custodians": holders, "threshold": need, "set_at": state.get("set_at")},
+        f"threshold {need}" + en_extra,
+        {
+            "addr": addr,
+            "custodians": holders,
+            "threshold": need,
+            "set_at": state.get("set_at"),
+            "first_password_kept": kept,
+            "pending": pending,
+        },
     )
 
 

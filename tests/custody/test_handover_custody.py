@@ -10,6 +10,7 @@ import hvac
 import pytest
 from test_custody_cli import init, inventory
 
+from helpers import CUSTODIANS
 from hipgate.custody import vault
 from hipgate.handover import custody_quorum
 from hipgate.inventory import load_inventory
@@ -22,6 +23,8 @@ def test_custody_quorum_holds_only_with_the_password_in_custody(bao: dict, pg: d
     assert not before.ok  # nothing in custody yet
     assert not custody_quorum(inv, "db01", None).ok
     init(bao, pg, tmp_path / "journal.jsonl")
+    for c in CUSTODIANS:  # first passwords replaced (see test_first_passwords)
+        vault.change_password(vault.login(bao["addr"], c, bao["passwords"][c]), c, f"{c}-own-password-1")
     held = custody_quorum(inv, "db01", token)
     assert held.ok and held.evidence["threshold"] == 2 and len(held.evidence["custodians"]) == 3, held.en
     bao["proc"].terminate()

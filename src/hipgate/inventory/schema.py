@@ -34,6 +34,7 @@ HOSTNAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 CUSTODIAN_ID_RE = r"^[a-z][a-z0-9._-]{1,31}$"
 FLOW_NAME_RE = r"^[a-z][a-z0-9-]{1,40}$"
 PG_NAME_RE = r"^[a-z_][a-z0-9_]{0,62}$"
+PROVINCE_ID_RE = r"^[a-z0-9][a-z0-9-]{1,31}\Z"
 
 
 def _m(zh: str, en: str) -> dict[str, str]:
@@ -309,6 +310,20 @@ SETTINGS: dict[str, Any] = {
         "required": True,
         "schema": {
             "province": {"type": "string", "required": True, "empty": False, "meta": _m("省份名称", "province name")},
+            # Keys the control node's state (<HIPGATE_STATE_DIR>/<province_id>/{custody,pki}): two inventories
+            # with the same folder name never share unseal keys or a CA.
+            "province_id": {
+                "type": "string",
+                "required": True,
+                "regex": PROVINCE_ID_RE,
+                "meta": _m(
+                    "省份标识：小写字母、数字、连字符，2-32 个字符，如 example-province；决定控制节点状态目录"
+                    " <HIPGATE_STATE_DIR>/<province_id>/，各省不得相同",
+                    "province id: lowercase letters, digits, hyphens, 2-32 characters, e.g. example-province; it "
+                    "names the control node's state directory <HIPGATE_STATE_DIR>/<province_id>/ and must differ "
+                    "between provinces",
+                ),
+            },
             "network": {
                 "type": "dict",
                 "required": True,

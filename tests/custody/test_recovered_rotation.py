@@ -1,0 +1,56 @@
+"""A recovered generation must be rotated in time: from a real OpenBao's audit log, a quorum's reads
+mark a generation exposed; it is overdue once older than the limit unless a newer generation was
+written after the recovery. One custodian reading their own share is no recovery."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from helpers import CUSTODIANS
+from hipgate.custody import ceremony, exposure, postgres, vault
+
+LATER = datetime.timedelta(hours=25)
+
+
+def test_a_recovered_generation_is_overdue_until_rotated(bao: dict, pg: dict, tmp_path: Path) -> None:
+    log = tmp_path / "journal.jsonl"
+    su = postgres.Superuser(pg["superuser"], "test cluster")
+    first = ceremony.init("db01", bao["writer"], CUSTODIANS, 2, su, "postgres", log, "op")
+
+    def overdue(after: datetime.timedelta) -> list[dict]:
+        evs = exposure.events(bao["audit"].read_text().splitlines())
+        return exposure.unrotated(evs, 2, 24, datetime.datetime.now(datetime.UTC) + after)
+
+    a = vault.login(bao["addr"], "custodian-a", bao["passwords"]["custodian-a"])
+    vault.read_share(a, "db01", first, "custodian-a")  # one custodian alone: no recovery
+    assert overdue(LATER) == []
+    ceremony.recover("db01", {c: vault.login(bao["addr"], c, bao["passwords"][c]) for c in CUSTODIANS[1:]}, log)
+    assert overdue(datetime.timedelta(0)) == []  # within the limit
+    late = overdue(LATER)
+    assert [(x["system"], x["generation"]) for x in late] == [("db01", first)], late
+    ceremony.init("db01", bao["writer"], CUSTODIANS, 2, su, "postgres", log, "op")  # custody rotate
+    assert overdue(LATER) == []
+
+
+def test_the_vault_hosts_filter_keeps_no_value(bao: dict, pg: dict, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    su = postgres.Superuser(pg["superuser"], "test cluster")
+    g = ceremony.init("db01", bao["writer"], CUSTODIANS, 2, su, "postgres", tmp_path / "j", "op")
+    ceremony.recover(
+        "db01", {c: vault.login(bao["addr"], c, bao["passwords"][c]) for c in CUSTODIANS[:2]}, tmp_path / "j"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", exposure.FILTER, str(bao["audit"])], capture_output=True, text=True, check=True
+    ).stdout
+    evs = exposure.events(out.splitlines())
+    assert {(e["op"], e["custodian"]) for e in evs if e["generation"] == g} >= {
+        ("create", "custodian-c"),
+        ("read", "custodian-a"),
+        ("read", "custodian-b"),
+    }
+    for c in CUSTODIANS:
+        share = vault.read_share(vault.login(bao["addr"], c, bao["passwords"][c]), "db01", g, c)
+        assert share.split(":", 1)[1] not in out
