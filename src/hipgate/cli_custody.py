@@ -65,11 +65,12 @@ def _token(token_file: Path | None) -> str:
 
 
 def _journal(inv: Any, journal: Path | None) -> Path:
+    from hipgate.paths import province_state
+
     configured = (inv.settings.get("custody") or {}).get("journal")
     if journal or configured:
         return Path(journal or configured)
-    where = Path(inv.path).resolve()
-    return Path.home() / ".hipgate" / "custody" / (where if where.is_dir() else where.parent).name / "journal.jsonl"
+    return province_state(str(inv.settings["province_id"]), "custody") / "journal.jsonl"
 
 
 def _operator() -> str:

@@ -23,7 +23,7 @@ def test_status_and_handover_name_custodians_who_kept_their_first_password(bao: 
     out = res.stdout + res.stderr
     assert "first password never changed" in out and "初始口令" in out, out
     assert all(c in out.split("first password never changed")[1] for c in CUSTODIANS), out
-    gate = custody_quorum(load_inventory(inv_dir), "db01", bao["writer"].token)
+    gate = custody_quorum(load_inventory(inv_dir), "db01", bao["writer"].token, [])
     assert not gate.ok and all(c in gate.en for c in CUSTODIANS), gate.en
     # Each custodian replaces theirs (typed at a prompt, old then new twice).
     new = {}
@@ -41,7 +41,7 @@ def test_status_and_handover_name_custodians_who_kept_their_first_password(bao: 
             assert c not in (res.stdout + res.stderr).split("first password never changed")[1], res.stdout
     res = run(status, token)
     assert res.returncode == 0 and "first password never changed" not in res.stdout + res.stderr, res.stdout
-    gate = custody_quorum(load_inventory(inv_dir), "db01", bao["writer"].token)
+    gate = custody_quorum(load_inventory(inv_dir), "db01", bao["writer"].token, [])
     assert gate.ok, gate.en
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import hvac
@@ -19,10 +22,23 @@ from hipgate.custody import vault
 from hipgate.errors import UserError
 
 
+@pytest.fixture
+def gpg_homes() -> Iterator[Path]:
+    """Short paths (gpg-agent's socket path is limited to 107 bytes); every agent stopped afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="hg-gpg-", dir="/tmp"))
+    try:
+        yield base
+    finally:
+        for home in base.iterdir():
+            if home.is_dir():
+                subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def make_key(home: Path, who: str) -> Path:
     """A custodian's key pair in their own GnuPG home; returns the public key file as OpenBao takes it
     (base64 of the binary key)."""
-    home.mkdir(mode=0o700, parents=True)
+    home.mkdir(mode=0o700)
     params = (
         "Key-Type: RSA\nKey-Length: 2048\nSubkey-Type: RSA\nSubkey-Length: 2048\n"
         f"Name-Real: {who}\nName-Email: {who}@example.org\nExpire-Date: 0\n%no-protection\n%commit\n"
@@ -46,8 +62,8 @@ def with_keys(server: dict, key_dir: Path, keys: dict[str, Path]) -> subprocess.
     return setup(server, key_dir, extra=extra)
 
 
-def test_with_pgp_keys_nothing_a_custodian_holds_is_in_clear(bao_server: dict, tmp_path: Path) -> None:
-    homes = {c: tmp_path / "gpg" / c for c in CUSTODIANS}
+def test_with_pgp_keys_nothing_a_custodian_holds_is_in_clear(bao_server: dict, gpg_homes: Path) -> None:
+    homes = {c: gpg_homes / c for c in CUSTODIANS}
     keys = {c: make_key(homes[c], c) for c in CUSTODIANS}
     key_dir = bao_server["dir"] / "custodians"
     first = with_keys(bao_server, key_dir, keys)
@@ -70,8 +86,8 @@ def test_with_pgp_keys_nothing_a_custodian_holds_is_in_clear(bao_server: dict, t
         decrypt(homes["custodian-a"], key_dir / "custodian-b.login")
 
 
-def test_a_mixed_set_of_custodians_with_and_without_pgp_keys_is_refused(bao_server: dict, tmp_path: Path) -> None:
-    key = make_key(tmp_path / "gpg" / "custodian-a", "custodian-a")
+def test_a_mixed_set_of_custodians_with_and_without_pgp_keys_is_refused(bao_server: dict, gpg_homes: Path) -> None:
+    key = make_key(gpg_homes / "custodian-a", "custodian-a")
     key_dir = bao_server["dir"] / "custodians"
     res = with_keys(bao_server, key_dir, {"custodian-a": key})
     out = res.stdout + res.stderr

@@ -5,6 +5,7 @@ written after the recovery. One custodian reading their own share is no recovery
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 from helpers import CUSTODIANS
@@ -54,3 +55,29 @@ def test_the_vault_hosts_filter_keeps_no_value(bao: dict, pg: dict, tmp_path: Pa
     for c in CUSTODIANS:
         share = vault.read_share(vault.login(bao["addr"], c, bao["passwords"][c]), "db01", g, c)
         assert share.split(":", 1)[1] not in out
+
+
+def test_the_handover_gate_refuses_a_recovered_generation_not_rotated_in_time(
+    bao: dict, pg: dict, tmp_path: Path
+) -> None:
+    from test_custody_cli import inventory
+
+    from hipgate.handover import custody_quorum
+    from hipgate.inventory import load_inventory
+
+    inv = load_inventory(inventory(tmp_path, bao))
+    su = postgres.Superuser(pg["superuser"], "test cluster")
+    g = ceremony.init("db01", bao["writer"], CUSTODIANS, 2, su, "postgres", tmp_path / "j", "op")
+    for c in CUSTODIANS:
+        vault.change_password(vault.login(bao["addr"], c, bao["passwords"][c]), c, f"{c}-own-password-1")
+    clients = {c: vault.login(bao["addr"], c, f"{c}-own-password-1") for c in CUSTODIANS[:2]}
+    ceremony.recover("db01", clients, tmp_path / "j")
+    # The same audit entries, as they will read 25 hours later.
+    aged = []
+    for line in bao["audit"].read_text().splitlines():
+        e = json.loads(line)
+        e["time"] = (datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00")) - LATER).isoformat()
+        aged.append(json.dumps(e))
+    assert custody_quorum(inv, "db01", bao["writer"].token, bao["audit"].read_text().splitlines()).ok
+    late = custody_quorum(inv, "db01", bao["writer"].token, aged)
+    assert not late.ok and g in late.en and "not rotated" in late.en and "未轮换" in late.zh, late.en

@@ -82,3 +82,31 @@ def breakglass(inv: Any, db_host: str, password: str, minutes: int, tty: bool, s
         )
     session = f"sudo -n {SESSION} {ident} {shlex.quote(inv.address(db_host))} {port} {seconds}"
     return subprocess.run(ssh(inv, bastion, session, tty=tty), input=sql, text=True, check=False).returncode
+
+
+AUDIT_LOG = "/var/log/openbao/audit.log"  # the vault role's file audit device (0600 openbao)
+
+
+def audit_share_events(inv: Any) -> list[str]:
+    """Successful share reads and writes from the vault host's audit log (exposure.FILTER, as root:
+    paths, operations, times and readers only, never a value). Raises a bilingual error when the
+    log cannot be read."""
+    from hipgate.custody import exposure
+
+    hosts = inv.group_hosts("vault")
+    remote_cmd = f"sudo -n python3 -c {shlex.quote(exposure.FILTER)} {AUDIT_LOG}"
+    res = (
+        subprocess.run(ssh(inv, hosts[0], remote_cmd), capture_output=True, text=True, timeout=120, check=False)
+        if hosts
+        else None
+    )
+    if res is None or res.returncode != 0:
+        raise fail(
+            hosts[0] if hosts else "vault",
+            "无法读取 OpenBao 审计日志，不能确认恢复过的口令已轮换。",
+            "cannot read OpenBao's audit log, so cannot confirm recovered passwords were rotated.",
+            f"确认可以 ssh 登录该主机并以 sudo 读取 {AUDIT_LOG}。",
+            f"make sure ssh to the host works and sudo can read {AUDIT_LOG}.",
+            exit_code=4,
+        )
+    return res.stdout.splitlines()
