@@ -80,7 +80,7 @@ def on_terminal(argv: list[str], answers: list[str]) -> tuple[int, str]:
     master, slave = pty.openpty()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
-    screen, pending = b"", list(answers)
+    screen, pending, typed = b"", list(answers), 0
     while True:
         ready, _, _ = select.select([master], [], [], 30)
         if not ready:
@@ -92,8 +92,11 @@ def on_terminal(argv: list[str], answers: list[str]) -> tuple[int, str]:
         if not chunk:
             break
         screen += chunk
-        if pending and screen.rstrip().endswith(b":") and b"password of custodian" in screen.splitlines()[-1]:
+        # One answer per prompt shown: the echo of an answer's newline must not count as a new prompt.
+        prompts = screen.count(b"password of custodian")
+        if pending and prompts > typed and screen.rstrip().endswith(b":"):
             time.sleep(0.2)  # let getpass switch echo off first
             os.write(master, pending.pop(0).encode() + b"\n")
+            typed += 1
     os.close(master)
     return proc.wait(timeout=60), screen.decode(errors="replace")

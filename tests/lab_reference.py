@@ -86,3 +86,29 @@ def wait_tunnel(seconds: int = 60) -> str:
             return out
         time.sleep(1)
     raise AssertionError(f"no CHILD_SA within {seconds} s")
+
+
+def custodian_password(custodian: str) -> str:
+    """A custodian's own password: the one they chose (kept 0600 in the lab dir) once they replaced
+    the first password `custody setup` gave them."""
+    own = LAB_DIR / "custody" / f"{custodian}.password"
+    return (own if own.is_file() else LAB_DIR / "custody" / f"{custodian}.login").read_text().strip()
+
+
+def replace_first_passwords(lab_addr: str) -> None:
+    """What each custodian does on receiving their files: replace the first password (custody status
+    and the handover gate name anyone who did not)."""
+    import secrets
+
+    from hipgate.custody import vault
+
+    ca = str(LAB_DIR / "pki" / "ca.crt")
+    for c in ("custodian-a", "custodian-b", "custodian-c"):
+        own = LAB_DIR / "custody" / f"{c}.password"
+        if own.is_file():
+            continue
+        new = secrets.token_urlsafe(18)
+        vault.change_password(vault.login(lab_addr, c, custodian_password(c), ca), c, new)
+        fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new + "\n")

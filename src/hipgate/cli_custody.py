@@ -65,11 +65,12 @@ def _token(token_file: Path | None) -> str:
 
 
 def _journal(inv: Any, journal: Path | None) -> Path:
+    from hipgate.paths import province_state
+
     configured = (inv.settings.get("custody") or {}).get("journal")
     if journal or configured:
         return Path(journal or configured)
-    where = Path(inv.path).resolve()
-    return Path.home() / ".hipgate" / "custody" / (where if where.is_dir() else where.parent).name / "journal.jsonl"
+    return province_state(str(inv.settings["province_id"]), "custody") / "journal.jsonl"
 
 
 def _operator() -> str:
@@ -83,15 +84,30 @@ def status(system: System, inventory: Inv, token_file: TokenFile = None) -> None
 
     inv = load_inventory(inventory)
     addr, ca = vault.address(inv)
-    state = ceremony.status(vault.connect(addr, _token(token_file), ca), system)
+    client = vault.connect(addr, _token(token_file), ca)
+    state = ceremony.status(client, system)
     if not state["in_custody"]:
         out.print(f"{system}：尚无分段保管的口令。/ {system}: no password in split custody.")
         raise typer.Exit(5)
+    shown = ceremony.generation_to_recover(state)
     out.print(
-        f"{system}: 代次 generation {state['generation']}，设置于 set at {state['set_at']}，"
-        f"门限 threshold {state['threshold']}/{len(state['custodians'])}，保管人 custodians: "
-        + ", ".join(state["custodians"])
+        f"{system}: 代次 generation {state.get('generation', '-')}，设置于 set at {state.get('set_at', '-')}，"
+        f"门限 threshold {shown['threshold']}/{len(shown['custodians'])}，保管人 custodians: "
+        + ", ".join(shown["custodians"])
     )
+    # Reported on stderr; the handover gate is what refuses them.
+    if state.get("pending"):
+        err.print(
+            f"待定代次 pending generation {shown['generation']}：口令更换后未能标记生效，恢复将使用该代；"
+            "请运行 custody rotate。/ the password changed but was not marked in force; recover uses this "
+            "generation; run custody rotate."
+        )
+    kept = vault.first_password_kept(client, [c["id"] for c in inv.settings["custodians"]])
+    if kept:
+        err.print(
+            f"从未更换初始口令的保管人 / first password never changed: {', '.join(kept)}"
+            "（运行 hipgate custody passwd --custodian ID / run hipgate custody passwd --custodian ID）"
+        )
 
 
 def _new_generation(system: str, inventory: Path, token_file: Path | None, journal: Path | None, rotate: bool) -> None:
@@ -110,11 +126,12 @@ def _new_generation(system: str, inventory: Path, token_file: Path | None, journ
             "先运行 custody init。",
             "run custody init first.",
         )
+    held = (state or {}).get("generation") or ((state or {}).get("pending") or {}).get("generation")
     if not rotate and state is not None:
         raise fail(
             system,
-            f"口令已在分段保管中（代次 {state['generation']}）。",
-            f"a password is already in custody (generation {state['generation']}).",
+            f"口令已在分段保管中（代次 {held}）。",
+            f"a password is already in custody (generation {held}).",
             "要更换口令请用 custody rotate。",
             "use custody rotate to replace it.",
         )
@@ -216,6 +233,51 @@ def recover(
     raise typer.Exit(rc)
 
 
+MIN_PASSWORD = 12
+
+
+@custody_app.command("passwd")
+def passwd(
+    inventory: Inv,
+    custodian: Annotated[str, typer.Option("--custodian", help="保管人 id / custodian id")],
+) -> None:
+    """保管人更换本人口令（首次登录后必须更换）/ a custodian replaces their own password (the first one must go).
+
+    口令只在提示符下输入 / passwords are typed at a prompt only."""
+    from hipgate.custody import vault
+
+    inv = load_inventory(inventory)
+    known = {c["id"] for c in inv.settings["custodians"]}
+    if custodian not in known:
+        raise fail(
+            "--custodian",
+            f"清单中没有保管人 {custodian}。",
+            f"no custodian {custodian} in the inventory.",
+            "清单中的保管人：" + "、".join(sorted(known)),
+            "custodians in the inventory: " + ", ".join(sorted(known)),
+        )
+    addr, ca = vault.address(inv)
+    vault.connect(addr, ca=ca)
+    old = typer.prompt(f"当前口令 / current password of custodian {custodian}", hide_input=True, err=True)
+    client = vault.login(addr, custodian, old, ca)
+    new = typer.prompt(f"新口令 / new password of custodian {custodian}", hide_input=True, err=True)
+    again = typer.prompt(f"再输入一次 / new password of custodian {custodian} again", hide_input=True, err=True)
+    if len(new) < MIN_PASSWORD or new == old:
+        raise fail(
+            custodian,
+            f"新口令至少 {MIN_PASSWORD} 个字符，且不同于当前口令。",
+            f"the new password needs at least {MIN_PASSWORD} characters and must differ from the current one.",
+            "换一个更长的口令。",
+            "choose a longer password.",
+        )
+    if new != again:
+        raise fail(
+            custodian, "两次输入的新口令不一致。", "the new passwords do not match.", "重新运行。", "run it again."
+        )
+    vault.change_password(client, custodian, new)
+    err.print(f"{custodian}：口令已更换。/ {custodian}: password replaced.")
+
+
 def _configure_engine(admin: Any, inventory: Path, client_ca: Path) -> list[str]:
     """The database engine for every database host of the inventory; lines saying who gets what."""
     from hipgate.custody import engine, remote
@@ -298,22 +360,28 @@ def setup(
 
     if threshold > len(custodian):
         raise fail("--threshold", "门限大于保管人数。", "threshold exceeds the custodians.", "减小门限。", "lower it.")
+    bad = [item for item in pgp_key or [] if "=" not in item or item.split("=", 1)[0] not in custodian]
+    if bad:
+        raise fail(
+            "--pgp-key",
+            f"格式应为 保管人ID=文件，且 ID 须为 --custodian 之一：{', '.join(bad)}",
+            f"expected CUSTODIAN_ID=FILE with an ID given by --custodian: {', '.join(bad)}",
+            "例如 --pgp-key custodian-a=/path/a.pub.b64",
+            "e.g. --pgp-key custodian-a=/path/a.pub.b64",
+        )
     pgp = dict(item.split("=", 1) for item in pgp_key or [])
     people = [{"id": c, "pgp_public_key_file": pgp.get(c)} for c in custodian]
+    keys = server.pgp_keys(people)  # all or none, before anything is touched
     verify: str | bool = str(ca) if ca else True
     client = hvac.Client(url=addr, verify=verify, timeout=30)
     initialised = server.initialise(client, people, threshold, key_dir)
     root_token = os.environ.get("BAO_TOKEN") or server.pending_root(key_dir)
-    if (
-        client.sys.read_seal_status().get("sealed")
-        and server.pending_root(key_dir)
-        and all(pgp.get(c) for c in custodian)
-    ):
+    if client.sys.read_seal_status().get("sealed") and server.pending_root(key_dir) and keys:
         raise server.sealed_after_pgp_init(addr, threshold)
     report: dict[str, Any] = {"changed": initialised, "initialised": initialised, "configured": False}
     if root_token:
         root = vault.connect(addr, root_token, str(ca) if ca else None)
-        report["enrolled"] = server.configure(root, custodian, key_dir)
+        report["enrolled"] = server.configure(root, custodian, key_dir, keys or None)
         if engine_inventory is not None:
             report["engine"] = _configure_engine(root, engine_inventory, _required_ca(client_ca))
         server.finish(root, key_dir)

@@ -134,8 +134,20 @@ def backup_logs_everywhere(repos: list[backups.Repo], st: dict[str, dict[str, An
     )
 
 
-def custody_quorum(inv: Any, system: str, token: str | None) -> Condition:
-    from hipgate.custody import ceremony, vault
+def rotate_within_hours() -> float:
+    """The policy's limit for rotating a recovered generation (the custody_recovered_rotated check's)."""
+    from hipgate.custody.exposure import DEFAULT_ROTATE_WITHIN_HOURS
+    from hipgate.policy.load import load_policy
+
+    for control in load_policy().controls:
+        if "custody_recovered_rotated" in control.checks:
+            return float(control.params().get("recovered_rotate_within_hours", DEFAULT_ROTATE_WITHIN_HOURS))
+    return DEFAULT_ROTATE_WITHIN_HOURS
+
+
+def custody_quorum(inv: Any, system: str, token: str | None, audit: list[str] | None = None) -> Condition:
+    """`audit`: the vault host's share events (remote.audit_share_events); read from the host when None."""
+    from hipgate.custody import ceremony, exposure, remote, vault
     from hipgate.errors import UserError
 
     title = ("保管人法定人数可达", "the custody quorum is reachable")
@@ -145,23 +157,47 @@ def custody_quorum(inv: Any, system: str, token: str | None) -> Condition:
         )
     addr, ca = vault.address(inv)
     try:
-        state = ceremony.status(vault.connect(addr, token, ca), system)
+        client = vault.connect(addr, token, ca)
+        state = ceremony.status(client, system)
+        lines = remote.audit_share_events(inv) if audit is None else audit
     except UserError as exc:
         p = exc.problems[0]
         return Condition("custody_quorum", *title, False, p.zh, p.en, {"addr": addr})
-    declared = {c["id"] for c in inv.settings.get("custodians") or []}
+    declared = [c["id"] for c in inv.settings.get("custodians") or []]
     holders = list(state.get("custodians") or [])
     need = int(state.get("threshold") or 0)
     present = [c for c in holders if c in declared]
-    ok = bool(state["in_custody"]) and need >= 2 and len(present) >= need
+    # A first password was made by whoever ran `custody setup`: until replaced, that person may hold it.
+    kept = vault.first_password_kept(client, declared)
+    pending = (state.get("pending") or {}).get("generation")
+    within = rotate_within_hours()
+    late = [x for x in exposure.unrotated(exposure.events(lines), max(need, 2), within) if x["system"] == system]
+    ok = bool(state["in_custody"]) and need >= 2 and len(present) >= need and not kept and not pending and not late
+    zh_extra = (f"；从未更换初始口令：{', '.join(kept)}" if kept else "") + (f"；待定代次 {pending}" if pending else "")
+    en_extra = (f"; first password never changed: {', '.join(kept)}" if kept else "") + (
+        f"; generation {pending} pending (run custody rotate)" if pending else ""
+    )
+    if late:
+        names = ", ".join(f"{x['generation']} ({x['hours']} h)" for x in late)
+        zh_extra += f"；恢复后超过 {within:g} 小时未轮换：{names}"
+        en_extra += f"; recovered and not rotated within {within:g} h: {names} (run custody rotate)"
     return Condition(
         "custody_quorum",
         *title,
         ok,
-        f"OpenBao 已解封；第 {state.get('generation', '-')} 代口令由 {len(present)} 名在册保管人分段持有，门限 {need}",
+        f"OpenBao 已解封；第 {state.get('generation', '-')} 代口令由 {len(present)} 名在册保管人分段持有，门限 {need}"
+        + zh_extra,
         f"OpenBao unsealed; generation {state.get('generation', '-')} held by {len(present)} declared custodians, "
-        f"threshold {need}",
-        {"addr": addr, "custodians": holders, "threshold": need, "set_at": state.get("set_at")},
+        f"threshold {need}" + en_extra,
+        {
+            "addr": addr,
+            "custodians": holders,
+            "threshold": need,
+            "set_at": state.get("set_at"),
+            "first_password_kept": kept,
+            "pending": pending,
+            "recovered_not_rotated": late,
+        },
     )
 
 

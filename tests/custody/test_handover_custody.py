@@ -10,23 +10,30 @@ import hvac
 import pytest
 from test_custody_cli import init, inventory
 
+from helpers import CUSTODIANS
 from hipgate.custody import vault
 from hipgate.handover import custody_quorum
 from hipgate.inventory import load_inventory
 
 
+def audit(bao: dict) -> list[str]:
+    return bao["audit"].read_text().splitlines()
+
+
 def test_custody_quorum_holds_only_with_the_password_in_custody(bao: dict, pg: dict, tmp_path: Path) -> None:
     inv = load_inventory(inventory(tmp_path, bao))
     token = bao["writer"].token
-    before = custody_quorum(inv, "db01", token)
+    before = custody_quorum(inv, "db01", token, audit(bao))
     assert not before.ok  # nothing in custody yet
-    assert not custody_quorum(inv, "db01", None).ok
+    assert not custody_quorum(inv, "db01", None, []).ok
     init(bao, pg, tmp_path / "journal.jsonl")
-    held = custody_quorum(inv, "db01", token)
+    for c in CUSTODIANS:  # first passwords replaced (see test_first_passwords)
+        vault.change_password(vault.login(bao["addr"], c, bao["passwords"][c]), c, f"{c}-own-password-1")
+    held = custody_quorum(inv, "db01", token, audit(bao))
     assert held.ok and held.evidence["threshold"] == 2 and len(held.evidence["custodians"]) == 3, held.en
     bao["proc"].terminate()
     bao["proc"].wait(timeout=10)
-    gone = custody_quorum(inv, "db01", token)
+    gone = custody_quorum(inv, "db01", token, audit(bao))
     assert not gone.ok and gone.zh and gone.en
 
 

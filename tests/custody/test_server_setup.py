@@ -20,9 +20,11 @@ from hipgate.custody import vault
 HIPGATE = str(Path(sys.executable).parent / "hipgate")
 
 
-def setup(server: dict, key_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def setup(
+    server: dict, key_dir: Path, env: dict[str, str] | None = None, extra: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     argv = [HIPGATE, "custody", "setup", "--addr", server["addr"], "--threshold", "2", "--key-dir", str(key_dir)]
-    argv += [a for c in CUSTODIANS for a in ("--custodian", c)]
+    argv += [a for c in CUSTODIANS for a in ("--custodian", c)] + (extra or [])
     clean = {k: v for k, v in os.environ.items() if k not in ("BAO_TOKEN", "VAULT_TOKEN")}
     return subprocess.run(argv, env={**clean, **(env or {})}, capture_output=True, text=True, check=False)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from hipgate.inventory.load import load_inventory
-from lab_reference import INV, LAB, LAB_DIR, hipgate
+from lab_reference import INV, LAB, LAB_DIR, hipgate, replace_first_passwords
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +24,7 @@ def lab() -> Iterator[dict]:
     status = hipgate("custody", "status", "database", "-i", str(INV), *TOKEN, check=False)
     custody = status if status.returncode == 0 else hipgate("custody", "init", "database", "-i", str(INV), *TOKEN)
     inv = load_inventory(INV)
+    replace_first_passwords(f"https://{inv.address(inv.group_hosts('vault')[0])}:8200")
     yield {
         "inv": inv,
         "deploy": deployed.stdout,

@@ -241,6 +241,18 @@ REFERENCE_CASES: dict[str, tuple[str, str, str | Callable[[dict], None], str]] =
         "chmod 0600 /var/log/openbao/audit.log",
         "vault",
     ),
+    # A quorum's share reads 48 h ago of a generation never replaced (forged into the audit log; openbao
+    # appends to the same file, so the restore rewrites it in place).
+    "custody_recovered_rotated": (
+        "vault",
+        'python3 -c "import json, datetime as d; t = (d.datetime.now(d.timezone.utc) - d.timedelta(hours=48))'
+        ".strftime('%Y-%m-%dT%H:%M:%SZ'); [print(json.dumps({{'time': t, 'type': 'response', 'request': "
+        "{{'operation': 'read', 'path': 'hipgate-custody/data/hgcase-db/g1/shares/' + c}}}})) "
+        "for c in ('custodian-a', 'custodian-b')]\" >> /var/log/openbao/audit.log",
+        "grep -v hgcase-db /var/log/openbao/audit.log > /root/hgcase-audit; "
+        "cat /root/hgcase-audit > /var/log/openbao/audit.log; rm -f /root/hgcase-audit",
+        "vault",
+    ),
     # The break fails no WAL segment for good: a failed one is retried once the setting is back.
     "backup_wal_archiving": ("database", *psql_set("archive_command", "/bin/false"), "database"),
     "backup_repository_current": (

@@ -5,15 +5,17 @@ changes nothing, and no secret lands in any log, journal, output, process list o
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import hvac
 
 from helpers import on_terminal
 from hipgate.custody import journal, vault
-from lab_reference import HIPGATE, INV, LAB_DIR, hipgate, sh, unseal
+from lab_reference import HIPGATE, INV, LAB_DIR, custodian_password, hipgate, sh, unseal
 
 CUSTODY = LAB_DIR / "custody"
 TOKEN = ["--token-file", str(CUSTODY / "operator.token")]
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def first_password(custodian: str) -> str:
-    return (CUSTODY / f"{custodian}.login").read_text().strip()
+    return custodian_password(custodian)
 
 
 def recover(custodians: tuple[str, ...], *use: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -116,6 +118,7 @@ def test_rotation_retires_a_recovered_password_and_no_secret_lands_anywhere(lab:
     secrets |= {f"share {i}": s.split(":", 1)[1] for i, s in enumerate(shares)}
     secrets |= {p.name: p.read_text().strip() for p in CUSTODY.glob("*.unseal-key")}
     secrets |= {p.name: p.read_text().strip() for p in CUSTODY.glob("*.login")}
+    secrets |= {p.name: p.read_text().strip() for p in CUSTODY.glob("*.password")}
     # ... against everything the run produced or logged.
     logs = "journalctl -q -o cat --since -2h; cat /var/log/syslog* /var/log/hipgate* 2>/dev/null; true"
     artifacts = {
@@ -160,3 +163,110 @@ def test_sealed_openbao_stops_every_custody_command_and_changes_nothing(lab: dic
         unseal(lab)
     assert hipgate("custody", "status", "database", "-i", str(INV), *TOKEN).stdout == before
     assert sh("middleware", "hipgate-db-login exchange_app -XAt -c 'select 1'").stdout.strip() == "1"
+
+
+# What someone inside a break-glass session tries, from psql's own `\!` shell: psql's environment,
+# command line, open files and memory, and every file the session could have used.
+PEEK = r"""
+import os, re
+sh = os.getppid()  # `\\!` runs sh -c, whose parent is psql
+p = int(open(f"/proc/{sh}/stat").read().rsplit(")", 1)[1].split()[1])
+print("account", os.getuid(), "psql", open(f"/proc/{p}/comm").read().strip())
+for name in ("environ", "cmdline"):
+    try:
+        print(name, open(f"/proc/{p}/{name}", "rb").read().replace(b"\0", b"\n").decode(errors="replace"))
+    except OSError as e:
+        print(name, "denied", e.errno)
+try:
+    for fd in os.listdir(f"/proc/{p}/fd"):
+        target = os.readlink(f"/proc/{p}/fd/{fd}")
+        if target.startswith(("pipe:", "/tmp", "/run", "/var", "/home")):
+            f = os.open(f"/proc/{p}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+            print("fd", fd, target, os.read(f, 65536))
+except OSError as e:
+    print("fd denied", e.errno)
+try:
+    mem = open(f"/proc/{p}/mem", "rb")
+    for line in open(f"/proc/{p}/maps"):
+        rng, perms = line.split()[:2]
+        if perms.startswith("r"):
+            a, b = (int(x, 16) for x in rng.split("-"))
+            try:
+                mem.seek(a)
+                for m in re.findall(rb"hg1-[A-Za-z0-9_-]{22}", mem.read(b - a)):
+                    print("mem", m.decode())
+            except (OSError, OverflowError, ValueError):
+                pass
+    print("mem readable")
+except OSError as e:
+    print("mem denied", e.errno)
+"""
+
+
+def test_the_recovered_password_cannot_be_read_inside_the_break_glass_session(lab: dict) -> None:
+    sh("bastion", "cat > /tmp/hg-peek.py && chmod 0755 /tmp/hg-peek.py", stdin=PEEK)
+    attempts = "\n".join(
+        [
+            r"\! env; cat ${PGPASSFILE:-/dev/null}; cat /dev/fd/3 </dev/null; python3 /tmp/hg-peek.py",
+            r"\! for f in /tmp/* /run/hipgate-breakglass/* /run/user/*/*; do [ -f $f ] && cat $f; done 2>&1",
+            r"\! sudo -n true && echo SUDO-WORKS",
+            "select current_user;",
+        ]
+    )
+    session = recover(("custodian-a", "custodian-b"), "--session", "5", stdin=attempts + "\n")
+    out = session.stdout + session.stderr
+    assert session.returncode == 0 and "postgres" in out.split("current_user")[-1], out
+    password = recover_on_terminal(("custodian-a", "custodian-b"))
+    assert password not in out, "the recovered password was readable inside the session"
+    # No password of hipgate's form anywhere (the peek script's own pattern has a bracket after hg1-).
+    assert not re.search(r"hg1-[A-Za-z0-9_-]{22}", out) and "SUDO-WORKS" not in out, out
+    assert "mem denied" in out, out  # psql is non-dumpable: its memory is closed to its own account
+
+
+def test_the_whole_break_glass_session_ends_at_its_deadline(lab: dict) -> None:
+    started = time.monotonic()
+    lingering = "\n".join([r"\! setsid sleep 900 >/dev/null 2>&1 < /dev/null &", "select pg_sleep(900);"])
+    session = recover(("custodian-b", "custodian-c"), "--session", "1", stdin=lingering + "\n")
+    elapsed = time.monotonic() - started
+    assert elapsed < 120, f"the session outlived its 60 s deadline: {elapsed:.0f} s"
+    time.sleep(3)
+    left = sh("bastion", "ps -eo user:32,args | grep -E 'sleep 900|psql' | grep -v grep || true").stdout
+    assert "sleep 900" not in left and "psql" not in left, left
+    backends = sh(
+        "database",
+        'runuser -u postgres -- psql -XAtc "select count(*) from pg_stat_activity '
+        "where query like '%pg_sleep(900)%' and pid <> pg_backend_pid()\"",
+    ).stdout.strip()
+    assert backends == "0", f"the session's database backend is still running ({session.returncode})"
+
+
+def test_the_operators_token_cannot_alter_or_delete_a_share_in_force(lab: dict) -> None:
+    addr = f"https://{lab['addr']['vault']}:8200"
+    writer = hvac.Client(url=addr, token=operator_token(), verify=CA)
+    generation = vault.current(writer, "database")["generation"]
+    path = vault.share_path("database", generation, "custodian-a")
+    before = vault.read_share(
+        vault.login(addr, "custodian-a", first_password("custodian-a"), CA), "database", generation, "custodian-a"
+    )
+    kv, m = writer.secrets.kv.v2, vault.KV_MOUNT
+    assert writer.sys.get_capabilities(paths=[f"{m}/data/{path}"])["data"][f"{m}/data/{path}"] == ["create"]
+    attacks = {
+        "overwrite": lambda: kv.create_or_update_secret(path=path, secret={"share": "1:00"}, mount_point=m),
+        "overwrite cas=1": lambda: kv.create_or_update_secret(
+            path=path, secret={"share": "1:00"}, cas=1, mount_point=m
+        ),
+        "delete": lambda: kv.delete_latest_version_of_secret(path=path, mount_point=m),
+        "destroy": lambda: kv.destroy_secret_versions(path=path, versions=[1], mount_point=m),
+        "metadata": lambda: kv.delete_metadata_and_all_versions(path=path, mount_point=m),
+        "expire": lambda: kv.update_metadata(path=path, delete_version_after="1s", mount_point=m),
+    }
+    for name, attack in attacks.items():
+        try:
+            attack()
+        except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
+            continue
+        raise AssertionError(f"the operator's token could: {name}")
+    after = vault.read_share(
+        vault.login(addr, "custodian-a", first_password("custodian-a"), CA), "database", generation, "custodian-a"
+    )
+    assert after == before

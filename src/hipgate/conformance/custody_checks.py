@@ -9,6 +9,7 @@ from typing import Any
 
 from hipgate.conformance.checks import Context, Outcome, Probe, _quote, scoped
 from hipgate.conformance.database_checks import _psql
+from hipgate.custody import exposure
 from hipgate.flows import BROKER_ROLE, VAULT_PORT
 
 CA = "/etc/hipgate/pki/ca.crt"
@@ -105,4 +106,27 @@ def database_no_static_passwords(host: Any, params: dict[str, Any], ctx: Context
         f"group roles with login or password: {', '.join(bad_static) or 'none'}; logins that never expire: "
         f"{', '.join(bad_lasting) or 'none'}; superuser has a password (in custody)="
         f"{'yes' if su.strip() == 't' else 'no'}; short-lived logins now: {dynamic.strip() or 0}",
+    )
+
+
+@scoped("vault", context=True)
+def custody_recovered_rotated(host: Any, params: dict[str, Any], ctx: Context) -> Outcome:
+    """Every generation a quorum of custodians recovered (their share reads, in OpenBao's audit log)
+    was replaced by a new one within `recovered_rotate_within_hours`: a recovered password does not
+    stay valid indefinitely."""
+    p = Probe(host)
+    within = float(params.get("recovered_rotate_within_hours", exposure.DEFAULT_ROTATE_WITHIN_HOURS))
+    threshold = int(ctx.inventory.settings["custody"]["threshold"])
+    rc, out = p.run(f"python3 -c {_quote(exposure.FILTER)} {AUDIT_LOG}")
+    late = exposure.unrotated(exposure.events(out.splitlines()), threshold, within) if rc == 0 else []
+    ok = rc == 0 and not late
+    listed = "、".join(f"{x['system']}/{x['generation']}（{x['hours']} 小时前恢复）" for x in late) or "无"
+    listed_en = ", ".join(f"{x['system']}/{x['generation']} (recovered {x['hours']} h ago)" for x in late) or "none"
+    return p.outcome(
+        ok,
+        f"{'已读取审计日志' if rc == 0 else '无法读取审计日志'}；恢复后超过 {within:g} 小时未轮换的代次：{listed}"
+        "（运行 hipgate custody rotate）",
+        f"{'audit log read' if rc == 0 else 'audit log not readable'}; generations recovered and not rotated within "
+        f"{within:g} h: {listed_en} (run hipgate custody rotate)",
+        {"unrotated": late, "within_hours": within},
     )

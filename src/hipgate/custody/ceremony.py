@@ -3,6 +3,7 @@ with a quorum. The full password exists only in this process, for the length of 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import secrets
 from pathlib import Path
@@ -24,21 +25,15 @@ def init(
     journal_path: Path,
     who: str,
 ) -> str:
-    """New generation: shares stored first, then the database's password, then `current` moves.
-    Returns the generation id. If any step fails, the previous password and shares stay in force."""
+    """New generation: shares stored first, then `current` names it as pending, then the database's
+    password changes, then `current` moves to it. Returns the generation id. A failure before the
+    password change leaves the previous generation in force; a failure after it leaves the new one
+    pending, which status reports and recover uses, so a quorum always rebuilds the password the
+    database has."""
     vault.ready(writer)
     previous = vault.current(writer, system)
+    in_force = {k: v for k, v in (previous or {}).items() if k != "pending"}
     generation = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-    secret = shares.new_secret()
-    try:
-        parts = shares.split(secret, threshold, len(custodians))
-        for custodian, part in zip(custodians, parts, strict=True):
-            vault.write_share(writer, system, generation, custodian, part.encode())
-        journal.record(journal_path, "shares-stored", system, who, generation=generation, custodians=custodians)
-        postgres.set_password(superuser, role, shares.password_of(secret))
-        journal.record(journal_path, "password-set", system, who, generation=generation, role=role)
-    finally:
-        shares.forget(secret)
     state = {
         "generation": generation,
         "threshold": threshold,
@@ -46,13 +41,52 @@ def init(
         "role": role,
         "set_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    vault.set_current(writer, system, state)
-    if previous:
-        vault.burn(writer, system, previous["generation"], f"replaced by {generation}")
-    journal.record(
-        journal_path, "in-force", system, who, generation=generation, replaced=(previous or {}).get("generation")
-    )
+    secret = shares.new_secret()
+    try:
+        parts = shares.split(secret, threshold, len(custodians))
+        for custodian, part in zip(custodians, parts, strict=True):
+            vault.write_share(writer, system, generation, custodian, part.encode())
+        journal.record(journal_path, "shares-stored", system, who, generation=generation, custodians=custodians)
+        # Before the database changes: from here on, custody knows the new password may be in force.
+        vault.set_current(writer, system, {**in_force, "pending": state})
+        try:
+            postgres.set_password(superuser, role, shares.password_of(secret))
+        except Exception:
+            _undo_pending(writer, system, in_force)
+            raise
+        journal.record(journal_path, "password-set", system, who, generation=generation, role=role)
+    finally:
+        shares.forget(secret)
+    try:
+        vault.set_current(writer, system, state)
+    except Exception as exc:
+        journal.record(journal_path, "pending", system, who, generation=generation, error=type(exc).__name__)
+        raise fail(
+            system,
+            f"数据库口令已更换，但未能把第 {generation} 代标记为生效（{type(exc).__name__}）；该代仍为待定，"
+            "custody status 会显示，custody recover 会恢复它。",
+            f"the database's password changed but generation {generation} could not be marked in force "
+            f"({type(exc).__name__}); it stays pending: custody status shows it and custody recover rebuilds it.",
+            "OpenBao 恢复后运行 custody rotate。",
+            "run custody rotate once OpenBao answers again.",
+            exit_code=4,
+        ) from None
+    for old in {in_force.get("generation"), ((previous or {}).get("pending") or {}).get("generation")} - {None}:
+        vault.burn(writer, system, str(old), f"replaced by {generation}")
+    journal.record(journal_path, "in-force", system, who, generation=generation, replaced=in_force.get("generation"))
     return generation
+
+
+def _undo_pending(writer: hvac.Client, system: str, in_force: dict[str, Any]) -> None:
+    """The database refused the change: the previous generation is the one in force (best effort; a
+    pending mark left behind only makes recover try the new generation first)."""
+    with contextlib.suppress(Exception):
+        vault.set_current(writer, system, in_force)
+
+
+def generation_to_recover(state: dict[str, Any]) -> dict[str, Any]:
+    """The pending generation when a ceremony stopped after changing the password, else the one in force."""
+    return dict(state.get("pending") or state)
 
 
 def recover(system: str, custodian_clients: dict[str, hvac.Client], journal_path: Path) -> str:
@@ -63,7 +97,8 @@ def recover(system: str, custodian_clients: dict[str, hvac.Client], journal_path
     if not custodian_clients:
         raise _quorum(system, 0, 0)
     first = next(iter(custodian_clients.values()))
-    state = vault.current(first, system)
+    current = vault.current(first, system)
+    state = generation_to_recover(current) if current else None
     if state is None:
         raise fail(
             system,
@@ -101,4 +136,8 @@ def _quorum(system: str, have: int, need: int) -> Exception:
 
 def status(reader: hvac.Client, system: str) -> dict[str, Any]:
     state = vault.current(reader, system)
-    return {"system": system, "in_custody": state is not None, **(state or {})}
+    return {
+        "system": system,
+        "in_custody": bool(state and (state.get("generation") or state.get("pending"))),
+        **(state or {}),
+    }

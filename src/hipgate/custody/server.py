@@ -22,6 +22,7 @@ from typing import Any
 import hvac
 import requests
 
+from hipgate.custody import pgp as pgp_module
 from hipgate.custody import vault
 from hipgate.errors import fail
 
@@ -30,11 +31,53 @@ OPERATOR_TOKEN = "operator.token"
 OPERATOR_PERIOD = "768h"  # renewable; expires if unused for a month
 
 
+def _exists(path: Path) -> Exception:
+    return fail(
+        str(path),
+        "该文件已存在，拒绝覆盖（可能属于另一个省份或上一次初始化）。未做任何更改。",
+        "this file already exists; refusing to overwrite it (it may belong to another province or an earlier "
+        "initialisation). Nothing was changed.",
+        "确认 hipgate.province_id 与 HIPGATE_STATE_DIR 正确；如确属废弃文件，先移走再重试。",
+        "check hipgate.province_id and HIPGATE_STATE_DIR; if the file is truly obsolete, move it away and retry.",
+        exit_code=4,
+    )
+
+
 def _write_private(path: Path, text: str) -> None:
+    """Write-once: an existing key, token or password file is never overwritten (O_EXCL)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise _exists(path) from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def pgp_keys(custodians: list[dict[str, Any]]) -> dict[str, Path]:
+    """Each custodian's PGP key file; all or none: with some keys missing, the unseal keys and first
+    passwords of those without would be written in clear next to the others' encrypted ones."""
+    keys = {c["id"]: Path(str(c["pgp_public_key_file"])) for c in custodians if c.get("pgp_public_key_file")}
+    missing = [c["id"] for c in custodians if c["id"] not in keys]
+    if keys and missing:
+        raise fail(
+            "pgp_public_key_file",
+            f"只有部分保管人提供了 PGP 公钥；缺少：{', '.join(missing)}。拒绝把其中任何人的密钥以明文写出。",
+            f"only some custodians gave a PGP key; missing: {', '.join(missing)}. Refusing to write anyone's "
+            "keys in clear.",
+            "为每名保管人提供 PGP 公钥（hipgate.custodians[].pgp_public_key_file），或都不提供。",
+            "give every custodian a PGP key (hipgate.custodians[].pgp_public_key_file), or none.",
+        )
+    unreadable = [str(p) for p in keys.values() if not p.is_file()]
+    if unreadable:
+        raise fail(
+            ", ".join(unreadable),
+            "PGP 公钥文件不存在。",
+            "the PGP public key file does not exist.",
+            "检查 pgp_public_key_file 路径。",
+            "check the pgp_public_key_file path.",
+        )
+    return keys
 
 
 def _status(client: hvac.Client) -> dict[str, Any]:
@@ -50,9 +93,14 @@ def initialise(client: hvac.Client, custodians: list[dict[str, Any]], threshold:
     file at once, so an interrupted run resumes instead of leaving a server nobody can configure."""
     if _status(client).get("initialized"):
         return False
-    pgp = [c.get("pgp_public_key_file") for c in custodians]
-    use_pgp = all(pgp)
-    keys = [Path(str(p)).read_text().strip() for p in pgp] if use_pgp else None
+    by_id = pgp_keys(custodians)
+    use_pgp = bool(by_id)
+    keys = [by_id[c["id"]].read_text().strip() for c in custodians] if use_pgp else None
+    taken = [
+        p for p in [key_dir / PENDING_ROOT, *(key_dir / f"{c['id']}.unseal-key" for c in custodians)] if p.exists()
+    ]
+    if taken:  # before initialising: nothing is lost when we refuse
+        raise _exists(taken[0])
     result = client.sys.initialize(secret_shares=len(custodians), secret_threshold=threshold, pgp_keys=keys)
     _write_private(key_dir / PENDING_ROOT, result["root_token"])
     for c, key in zip(custodians, result["keys_base64"], strict=True):
@@ -85,18 +133,22 @@ def pending_root(key_dir: Path) -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-def configure(root: hvac.Client, custodians: list[str], key_dir: Path) -> list[str]:
+def configure(root: hvac.Client, custodians: list[str], key_dir: Path, pgp: dict[str, Path] | None = None) -> list[str]:
     """Mounts and policies, a login for every custodian not yet enrolled (first password to their
-    file), a writer-only operator token if there is none. Returns the newly enrolled custodians."""
+    file, encrypted to their PGP key when they gave one), a writer-only operator token if there is
+    none. Returns the newly enrolled custodians."""
     wait_active(root)
     vault.provision(root, custodians)
     enrolled = []
     for c in custodians:
         if _user_exists(root, c):
             continue
+        if (key_dir / f"{c}.login").exists():
+            raise _exists(key_dir / f"{c}.login")
         password = secrets.token_urlsafe(18)
+        held = pgp_module.encrypt(pgp[c], password) if pgp else password
         vault.enrol(root, c, password)
-        _write_private(key_dir / f"{c}.login", password + "\n")
+        _write_private(key_dir / f"{c}.login", held + "\n")
         enrolled.append(c)
     if not (key_dir / OPERATOR_TOKEN).is_file():
         token = root.auth.token.create_orphan(policies=[vault.WRITER_POLICY], period=OPERATOR_PERIOD)

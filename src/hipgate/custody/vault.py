@@ -14,6 +14,8 @@ Policies, generated from the inventory's custodians:
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 import hvac
@@ -25,7 +27,11 @@ from hipgate.errors import fail
 KV_MOUNT = "hipgate-custody"
 AUTH_MOUNT = "hipgate-custodians"
 WRITER_POLICY = "hipgate-custody-writer"
-BACKUP_KEYS = "backup-keys"  # <system>/backup-keys/repo<N>, also in roles/backup/tasks/cipher.yml
+BACKUP_KEYS = "backup-keys"
+# _custodians/<id>/password-changed: written once by the custodian after replacing the first password
+# (never a host name: those start with a letter or digit).
+CUSTODIANS_PREFIX = "_custodians"
+PASSWORD_CHANGED = "password-changed"  # <system>/backup-keys/repo<N>, also in roles/backup/tasks/cipher.yml
 
 
 def custodian_policy(custodian: str) -> str:
@@ -87,22 +93,43 @@ def provision(admin: hvac.Client, custodians: list[str]) -> None:
     auths = admin.sys.list_auth_methods()
     if f"{AUTH_MOUNT}/" not in auths.get("data", auths):
         admin.sys.enable_auth_method("userpass", path=AUTH_MOUNT)
-    admin.sys.create_or_update_policy(
-        WRITER_POLICY,
-        f'path "{KV_MOUNT}/data/+/+/shares/*" {{ capabilities = ["create", "update"] }}\n'
-        f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["create", "update", "read"] }}\n'
-        f'path "{KV_MOUNT}/data/+/+/burned" {{ capabilities = ["create", "update"] }}\n'
-        # Backup repositories' encryption keys (backup role): written once, never overwritten.
-        f'path "{KV_MOUNT}/data/+/{BACKUP_KEYS}/*" {{ capabilities = ["create", "read"] }}\n',
-    )
+    # Every write on the mount must say which version it replaces (check-and-set): a share is
+    # written with cas=0, so it is created or refused, never silently replaced.
+    for attempt in range(60):  # a new KV v2 mount answers "upgrading" for a moment
+        try:
+            admin.secrets.kv.v2.configure(cas_required=True, delete_version_after="0s", mount_point=KV_MOUNT)
+            break
+        except hv.InvalidRequest as exc:
+            if "pgrading" not in str(exc) or attempt == 59:
+                raise
+            time.sleep(0.5)
+    admin.sys.create_or_update_policy(WRITER_POLICY, writer_policy())
     for c in custodians:
         admin.sys.create_or_update_policy(
             custodian_policy(c),
             f'path "{KV_MOUNT}/data/+/+/shares/{c}" {{ capabilities = ["read"] }}\n'
             f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["read"] }}\n'
+            f'path "{KV_MOUNT}/data/{CUSTODIANS_PREFIX}/{c}/{PASSWORD_CHANGED}" '
+            '{ capabilities = ["create", "read"] }\n'
             # Custodians replace the first password they were given; nobody else learns the new one.
             f'path "auth/{AUTH_MOUNT}/users/{c}/password" {{ capabilities = ["update"] }}\n',
         )
+
+
+def writer_policy() -> str:
+    """The operator's token: it may create a new generation (`create` only: a write to an existing
+    share is an update, refused) and move `current`, never read, alter or delete a share, and no
+    access at all to delete/, destroy/, undelete/ or metadata/ (where versions are removed or made to
+    expire). A lone operator can therefore not destroy the shares of the generation in force."""
+    return (
+        f'path "{KV_MOUNT}/data/+/+/shares/*" {{ capabilities = ["create"] }}\n'
+        f'path "{KV_MOUNT}/data/+/current" {{ capabilities = ["create", "update", "read"] }}\n'
+        f'path "{KV_MOUNT}/data/+/+/burned" {{ capabilities = ["create"] }}\n'
+        # Backup repositories' encryption keys (backup role): written once, never overwritten.
+        f'path "{KV_MOUNT}/data/+/{BACKUP_KEYS}/*" {{ capabilities = ["create", "read"] }}\n'
+        # Whether each custodian replaced the first password they were given (custody status).
+        f'path "{KV_MOUNT}/data/{CUSTODIANS_PREFIX}/+/{PASSWORD_CHANGED}" {{ capabilities = ["read"] }}\n'
+    )
 
 
 def enrol(admin: hvac.Client, custodian: str, password: str) -> None:
@@ -128,18 +155,24 @@ def login(addr: str, custodian: str, password: str, ca: str | None = None) -> hv
     return client
 
 
-def _write(client: hvac.Client, path: str, data: dict[str, Any]) -> None:
-    ready(client).secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=KV_MOUNT)
+def _write(client: hvac.Client, path: str, data: dict[str, Any], cas: int = 0) -> None:
+    """cas=0: create only (refused when the path exists); cas=N: replace version N only."""
+    ready(client).secrets.kv.v2.create_or_update_secret(path=path, secret=data, cas=cas, mount_point=KV_MOUNT)
 
 
-def _read(client: hvac.Client, path: str) -> dict[str, Any] | None:
+def _read_versioned(client: hvac.Client, path: str) -> tuple[dict[str, Any] | None, int]:
+    """(data, version); (None, 0) when the path holds nothing."""
     try:
         doc = ready(client).secrets.kv.v2.read_secret_version(
             path=path, mount_point=KV_MOUNT, raise_on_deleted_version=True
         )
     except hv.InvalidPath:
-        return None
-    return dict(doc["data"]["data"])
+        return None, 0
+    return dict(doc["data"]["data"]), int(doc["data"]["metadata"]["version"])
+
+
+def _read(client: hvac.Client, path: str) -> dict[str, Any] | None:
+    return _read_versioned(client, path)[0]
 
 
 def write_share(writer: hvac.Client, system: str, generation: str, custodian: str, share: str) -> None:
@@ -166,8 +199,27 @@ def current(client: hvac.Client, system: str) -> dict[str, Any] | None:
 
 
 def set_current(writer: hvac.Client, system: str, state: dict[str, Any]) -> None:
-    _write(writer, current_path(system), state)
+    _, version = _read_versioned(writer, current_path(system))
+    _write(writer, current_path(system), state, cas=version)
 
 
 def burn(writer: hvac.Client, system: str, generation: str, reason: str) -> None:
-    _write(writer, f"{system}/{generation}/burned", {"reason": reason})
+    """Mark a generation burned, once (the mark is write-once too: a second burn changes nothing)."""
+    with contextlib.suppress(hv.Forbidden, hv.InvalidRequest):  # already marked: the first reason stands
+        _write(writer, f"{system}/{generation}/burned", {"reason": reason})
+
+
+def _changed_path(custodian: str) -> str:
+    return f"{CUSTODIANS_PREFIX}/{custodian}/{PASSWORD_CHANGED}"
+
+
+def change_password(client: hvac.Client, custodian: str, new_password: str) -> None:
+    """A logged-in custodian replaces their password, then records (once) that the first one is gone."""
+    ready(client).auth.userpass.update_password_on_user(custodian, new_password, mount_point=AUTH_MOUNT)
+    with contextlib.suppress(hv.Forbidden, hv.InvalidRequest):  # already recorded by an earlier change
+        _write(client, _changed_path(custodian), {"changed": True})
+
+
+def first_password_kept(reader: hvac.Client, custodians: list[str]) -> list[str]:
+    """Custodians who never replaced the first password `custody setup` made for them."""
+    return [c for c in custodians if _read(reader, _changed_path(c)) is None]

@@ -59,6 +59,7 @@ ACK_RISKS: dict[str, tuple[str, str]] = {
     ),
     "plaintext_vault_addr": ("vault_addr 使用明文 http://", "vault_addr uses plaintext http://"),
 }
+PROVINCE_ID_RE = r"^[a-z0-9][a-z0-9-]{1,31}\Z"
 
 
 def _m(zh: str, en: str) -> dict[str, str]:
@@ -376,6 +377,20 @@ SETTINGS: dict[str, Any] = {
                 "required": True,
                 "check_with": "text",
                 "meta": _m("省份名称", "province name"),
+            },
+            # Keys the control node's state (<HIPGATE_STATE_DIR>/<province_id>/{custody,pki}): two inventories
+            # with the same folder name never share unseal keys or a CA.
+            "province_id": {
+                "type": "string",
+                "required": True,
+                "regex": PROVINCE_ID_RE,
+                "meta": _m(
+                    "省份标识：小写字母、数字、连字符，2-32 个字符，如 example-province；决定控制节点状态目录"
+                    " <HIPGATE_STATE_DIR>/<province_id>/，各省不得相同",
+                    "province id: lowercase letters, digits, hyphens, 2-32 characters, e.g. example-province; it "
+                    "names the control node's state directory <HIPGATE_STATE_DIR>/<province_id>/ and must differ "
+                    "between provinces",
+                ),
             },
             "acknowledge": {
                 "type": "list",

@@ -105,6 +105,7 @@ def lab_settings(lab: Lab) -> dict[str, object]:
     return {
         "hipgate": {
             "province": "实验环境 / lab",
+            "province_id": "lab-" + lab.name.lower(),
             "network": {
                 # Simulated national platform network, created inside the lab's own namespaces
                 # (natplat's loopback); reachable only through the VPN.
