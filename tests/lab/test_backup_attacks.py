@@ -44,8 +44,13 @@ def as_site(site: str, command: str, check: bool = False):
 
 
 def fingerprint(site: str) -> dict[str, str]:
-    """sha256 of every file of the site's repository (backups and archived WAL)."""
-    out = sh(site, f"cd {REPO} && find backup archive -type f -print0 | sort -z | xargs -0 sha256sum").stdout
+    """sha256 of every file of the site's repository (backups and archived WAL). A pgBackRest temporary
+    file (NAME.pgbackrest.tmp, left when a rename over a sealed file was refused) is the WAL account's
+    own until the seal removes it; it is no part of the repository and not counted."""
+    out = sh(
+        site,
+        f"cd {REPO} && find backup archive -type f ! -name '*.pgbackrest.tmp' -print0 | sort -z | xargs -0 sha256sum",
+    ).stdout
     return {line[66:]: line[:64] for line in out.splitlines()}
 
 
