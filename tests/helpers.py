@@ -25,6 +25,27 @@ def copy_example(dest: Path) -> Path:
     return target
 
 
+def inventory_hosts(inv: Path) -> Path:
+    return inv / "hosts.yml"
+
+
+def inventory_settings(inv: Path) -> Path:
+    return inv / "group_vars" / "all" / "hipgate.yml"
+
+
+def problems_of(inv: Path) -> list[Any]:
+    """The problems `load_inventory` reports for a bad inventory (exit code 2)."""
+    import pytest
+
+    from hipgate.errors import UserError
+    from hipgate.inventory.load import load_inventory
+
+    with pytest.raises(UserError) as caught:
+        load_inventory(inv)
+    assert caught.value.exit_code == 2
+    return caught.value.problems
+
+
 def edit_yaml(path: Path, change: Callable[[Any], object]) -> None:
     """Load a YAML file, let `change` mutate it in place (its return value is ignored), write it back."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))

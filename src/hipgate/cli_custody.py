@@ -163,6 +163,21 @@ def rotate(system: System, inventory: Inv, token_file: TokenFile = None, journal
     _new_generation(system, inventory, token_file, journal, rotate=True)
 
 
+def _require_custodians(inv: Any, ids: list[str]) -> None:
+    """Every id names a custodian of the inventory, once."""
+    known = {c["id"] for c in inv.settings["custodians"]}
+    unknown = [c for c in ids if c not in known]
+    if unknown or len(set(ids)) != len(ids):
+        shown = ", ".join(unknown or ids)
+        raise fail(
+            "--custodian",
+            f"保管人无效或重复：{shown}",
+            f"unknown or repeated custodian: {shown}",
+            "清单中的保管人：" + "、".join(sorted(known)),
+            "custodians in the inventory: " + ", ".join(sorted(known)),
+        )
+
+
 @custody_app.command("recover")
 def recover(
     system: System,
@@ -207,16 +222,7 @@ def recover(
             "在终端中运行，或使用 --session。",
             "run it on a terminal, or use --session.",
         )
-    known = {c["id"] for c in inv.settings["custodians"]}
-    unknown = [c for c in custodian if c not in known]
-    if unknown or len(set(custodian)) != len(custodian):
-        raise fail(
-            "--custodian",
-            f"保管人无效或重复：{', '.join(unknown) or ', '.join(custodian)}",
-            f"unknown or repeated custodian: {', '.join(unknown) or ', '.join(custodian)}",
-            "清单中的保管人：" + "、".join(sorted(known)),
-            "custodians in the inventory: " + ", ".join(sorted(known)),
-        )
+    _require_custodians(inv, custodian)
     addr, ca = vault.address(inv)
     vault.connect(addr, ca=ca)  # sealed or unreachable: say so before anyone types a password
     clients = {}
@@ -247,15 +253,7 @@ def passwd(
     from hipgate.custody import vault
 
     inv = load_inventory(inventory)
-    known = {c["id"] for c in inv.settings["custodians"]}
-    if custodian not in known:
-        raise fail(
-            "--custodian",
-            f"清单中没有保管人 {custodian}。",
-            f"no custodian {custodian} in the inventory.",
-            "清单中的保管人：" + "、".join(sorted(known)),
-            "custodians in the inventory: " + ", ".join(sorted(known)),
-        )
+    _require_custodians(inv, [custodian])
     addr, ca = vault.address(inv)
     vault.connect(addr, ca=ca)
     old = typer.prompt(f"当前口令 / current password of custodian {custodian}", hide_input=True, err=True)

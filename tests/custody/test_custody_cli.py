@@ -20,6 +20,10 @@ def inventory(tmp_path: Path, bao: dict) -> Path:
 
     def point_to_bao(d: dict) -> None:
         d["hipgate"]["custody"]["vault_addr"] = bao["addr"]
+        # The dev server speaks plain HTTP on loopback: accepted, as a province would have to, with a reason.
+        d["hipgate"]["acknowledge"] = [
+            {"risk": "plaintext_vault_addr", "reason": "test OpenBao dev server on loopback"}
+        ]
         d["hipgate"]["custodians"] = [{"id": c, "name": c, "organisation": "test"} for c in CUSTODIANS]
 
     edit_yaml(inv / "group_vars" / "all" / "hipgate.yml", point_to_bao)

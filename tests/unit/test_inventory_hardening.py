@@ -13,24 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import edit_yaml
-from hipgate.errors import Problem, UserError
+from helpers import edit_yaml, problems_of
+from helpers import inventory_hosts as hosts
+from helpers import inventory_settings as settings
+from hipgate.errors import Problem
 from hipgate.inventory.load import load_inventory
-
-
-def hosts(inv: Path) -> Path:
-    return inv / "hosts.yml"
-
-
-def settings(inv: Path) -> Path:
-    return inv / "group_vars" / "all" / "hipgate.yml"
-
-
-def problems_of(inv: Path) -> list[Problem]:
-    with pytest.raises(UserError) as caught:
-        load_inventory(inv)
-    assert caught.value.exit_code == 2
-    return caught.value.problems
 
 
 def problem_at(inv: Path, file: Path, field: str) -> Problem:
