@@ -18,6 +18,7 @@ SITE_USER = "pgbackrest"
 PG_PATH = "/var/lib/postgresql/15/main"
 REPO = "/var/lib/pgbackrest"
 RECORDS = "/var/lib/pgbackrest-restore-tests"
+SEED = "drop table if exists hg_attack_seed; create table hg_attack_seed as select g from generate_series(1, 2000) g"
 # What pgBackRest 2.45 runs as ssh (cmd-ssh): `ssh -o ... user@host "<remote command line>"`. This one
 # turns any client command's remote into the one the database host's key is allowed to start
 # (archive-push:remote, with the options archive-push sends), so the session below is an ALLOWED one
@@ -192,13 +193,18 @@ def test_a_forged_restore_record_runs_nothing_as_root_and_does_not_pass_the_chec
 
 
 def test_restore_test_records_are_written_by_root_while_the_restore_runs_unprivileged(lab: dict) -> None:
+    # Data of its own, in a backup of this site's repository, so the file passes alone.
+    sh("database", "runuser -u postgres -- psql -XAtq -d exchange -c " + shlex.quote(SEED))
+    sh("backup-a", f"runuser -u {SITE_USER} -- /usr/local/bin/hipgate-backup run --type full")
     started = time.time()
     sh("backup-a", "systemctl start hipgate-backup-restore-test.service")
     newest = sh("backup-a", f"ls -1 {RECORDS} | tail -1").stdout.strip()
     meta = sh("backup-a", f"stat -c '%U %a %Y' {RECORDS}/{newest}").stdout.split()
     assert meta[:2] == ["root", "644"] and int(meta[2]) >= started - 5, meta
     record = json.loads(sh("backup-a", f"cat {RECORDS}/{newest}").stdout)
-    assert record["ok"] is True and record["page_checksums_ok"] is True and record["tables"]
+    assert record["ok"] is True and record["page_checksums_ok"] is True
+    assert record["tables"]["exchange.public.hg_attack_seed"]["rows"] == 2000, record["tables"]
     # The account that ran the restore can neither change nor remove it.
     assert as_site("backup-a", f"echo x >> {RECORDS}/{newest}").returncode != 0
     assert as_site("backup-a", f"rm -f {RECORDS}/{newest}").returncode != 0
+    sh("database", "runuser -u postgres -- psql -XAtq -d exchange -c 'drop table hg_attack_seed'")
