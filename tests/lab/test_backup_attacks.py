@@ -208,3 +208,116 @@ def test_restore_test_records_are_written_by_root_while_the_restore_runs_unprivi
     assert as_site("backup-a", f"echo x >> {RECORDS}/{newest}").returncode != 0
     assert as_site("backup-a", f"rm -f {RECORDS}/{newest}").returncode != 0
     sh("database", "runuser -u postgres -- psql -XAtq -d exchange -c 'drop table hg_attack_seed'")
+
+
+# The allowed session a site's key exists for: a pg remote of the stanza, exactly as pgBackRest 2.45's
+# backup sends it (tests/unit/test_backup_hardening.py). The site then speaks the protocol itself.
+PG_REMOTE = (
+    "pgbackrest --exec-id=4242-0badcafe --log-level-console=off --log-level-file=off --log-level-stderr=error "
+    f"--pg1-path={PG_PATH} --pg1-port=5432 --process=0 --remote-type=pg --stanza=database backup:remote"
+)
+SITE_MARK = "/tmp/hg-site-pwned"
+# What a hostile site tries through that session (name -> how). Each must be refused.
+SITE_ATTACKS = {
+    "copy_to_program": ("sql", f"copy (select 1) to program 'touch {SITE_MARK}'"),
+    "alter_system": ("sql", f"alter system set archive_command = 'touch {SITE_MARK}'"),
+    "create_superuser": ("sql", "create role hg_site_evil superuser login"),
+    "read_server_file": ("sql", "select pg_read_file('/etc/shadow')"),
+    "grant_itself": ("sql", "grant pg_execute_server_program to current_user"),
+    "write_data_file": ("write", f"{PG_PATH}/hg-site-evil"),
+    "rewrite_auto_conf": ("write", f"{PG_PATH}/postgresql.auto.conf"),
+    "remove_data_file": ("remove", f"{PG_PATH}/PG_VERSION"),
+    "rewrite_repo1_settings": ("write", "/etc/pgbackrest.conf"),
+    "plant_a_key": ("write", "/home/hipgate_backup/.ssh/authorized_keys"),
+}
+SITE_DRIVER = r"""
+import json, sys
+sys.path.insert(0, "/tmp/hg-proto")
+from pgbackrest_protocol import Remote, RemoteError
+db, command, attacks = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+out = {}
+with Remote(["ssh", db, command]) as remote:
+    def attempt(name, kind, arg):
+        try:
+            if kind == "sql":
+                value = remote.db_query(arg)
+            elif kind == "write":
+                value = remote.storage_write(arg, b"archive_command = 'touch /tmp/hg-site-pwned'\n")
+            else:
+                value = remote.storage_remove(arg)
+            out[name] = {"refused": False, "value": repr(value)[:300]}
+        except RemoteError as e:
+            out[name] = {"refused": True, "error": str(e)[:300]}
+    who = "select current_user || ' ' || (select rolsuper::text from pg_roles where rolname = current_user)"
+    attempt("whoami", "sql", who)
+    for name, (kind, arg) in attacks.items():
+        attempt(name, kind, arg)
+print(json.dumps(out))
+"""
+
+
+def data_fingerprint() -> str:
+    return sh("database", f"cd {PG_PATH} && sha256sum PG_VERSION postgresql.auto.conf && ls -A | sort").stdout
+
+
+def test_a_hostile_sites_allowed_session_runs_no_superuser_sql_and_writes_no_database_file(lab: dict) -> None:
+    """A site's backup key may start `backup:remote` on the database host; pgBackRest's protocol lets the
+    client run any SQL and ask for any storage operation in it. A hostile site driving the protocol itself
+    (tests/lab/pgbackrest_protocol.py) gets a session as the reader, no superuser, and can change nothing."""
+    from pathlib import Path
+
+    site = "backup-a"
+    module = (Path(__file__).parent / "pgbackrest_protocol.py").read_text()
+    sh(
+        site,
+        "rm -rf /tmp/hg-proto && install -d -m 0755 /tmp/hg-proto && cat > /tmp/hg-proto/pgbackrest_protocol.py",
+        stdin=module,
+    )
+    sh(site, "cat > /tmp/hg-proto/driver.py", stdin=SITE_DRIVER)
+    sh("database", f"rm -f {SITE_MARK}")
+    before = data_fingerprint()
+    try:
+        res = as_site(
+            site,
+            "python3 /tmp/hg-proto/driver.py "
+            + " ".join(shlex.quote(a) for a in (lab["addr"]["database"], PG_REMOTE, json.dumps(SITE_ATTACKS))),
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        out = json.loads(res.stdout)
+        # The session is a real, allowed one (the SQL ran), as the reader's role and no superuser.
+        assert not out["whoami"]["refused"] and "hipgate_backup false" in out["whoami"]["value"], out["whoami"]
+        for name in SITE_ATTACKS:
+            assert out[name]["refused"], (name, out[name])
+        errors = " ".join(out[n]["error"] for n in SITE_ATTACKS)
+        assert "permission denied" in errors.lower(), errors
+        assert no_marker("database", SITE_MARK)
+        assert data_fingerprint() == before
+        roles = sh(
+            "database",
+            "runuser -u postgres -- psql -XAtc \"select count(*) from pg_roles where rolname = 'hg_site_evil'\"",
+        )
+        assert roles.stdout.strip() == "0"
+        setting = sh("database", "runuser -u postgres -- psql -XAtc 'show archive_command'").stdout
+        assert "hg-site-pwned" not in setting
+        journal = sh("database", "journalctl -t hipgate-backup-ssh-gate --since '-10min' -o cat", check=False).stdout
+        assert "allowed pg remote" in journal and "--pg1-user=hipgate_backup" in journal, journal[-2000:]
+    finally:
+        sh(site, "rm -rf /tmp/hg-proto")
+        sh("database", f"rm -f {SITE_MARK} {PG_PATH}/hg-site-evil")
+
+
+def test_only_the_reader_may_read_pgdata(lab: dict) -> None:
+    """PGDATA is postgres's to write; its read group holds the backup reader alone. Anyone else who joins it
+    fails the database's access-rules check (GB/T 22239 8.1.4.2-e)."""
+    mode = sh("database", f"stat -c '%a %U %G' {PG_PATH}").stdout.split()
+    assert mode == ["2750", "postgres", "hipgate_pgdata"], mode
+    files = sh("database", f"find {PG_PATH} -type f -perm /g+w,o+rwx -print -quit").stdout
+    assert not files.strip(), files
+    assert check_from(lab, "postgresql_access_rules", "database").ok
+    sh("database", "useradd -M -s /usr/sbin/nologin hg-reader && usermod -aG hipgate_pgdata hg-reader")
+    try:
+        failed = check_from(lab, "postgresql_access_rules", "database")
+        assert not failed.ok and "hg-reader" in failed.en, failed.en
+    finally:
+        sh("database", "userdel hg-reader")
+    assert check_from(lab, "postgresql_access_rules", "database").ok

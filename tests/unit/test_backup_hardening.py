@@ -37,7 +37,14 @@ def script(name: str) -> ModuleType:
     return mod
 
 
-GATE_CONF = {"stanza": "database", "repo": 2, "pg_path": "/var/lib/postgresql/15/main", "pg_port": 5432}
+GATE_CONF = {
+    "stanza": "database",
+    "repo": 2,
+    "pg_path": "/var/lib/postgresql/15/main",
+    "pg_port": 5432,
+    "pg_remote_user": "hipgate_backup",
+    "pg_remote_config_path": "/etc/hipgate/backup-pg-remote",
+}
 # Exactly as pgBackRest 2.45 sent them on the lab (SSH_ORIGINAL_COMMAND captured by a logging forced
 # command: the database host archiving and checking, a site backing up with process-max 2, stanza-create).
 COMMON = "pgbackrest --exec-id=6736-6b0bd82f --log-level-console=off --log-level-file=off --log-level-stderr=error "
@@ -51,10 +58,13 @@ PG = (
     + "--pg1-path=/var/lib/postgresql/15/main --pg1-port=5432 --process={p} --remote-type=pg --stanza=database {c}"
 )
 BACKUP_PG = PG.format(p=0, c="backup:remote")
+# A site whose settings name the reader's database role sends it too (pgBackRest sorts the options).
+PG_USER = PG.replace("--pg1-port=5432", "--pg1-port=5432 --pg1-user=hipgate_backup")
 SENT = (
     [("repo", ARCHIVE_PUSH), ("repo", CHECK_REPO)]
     + [("pg", PG.format(p=p, c="backup:remote")) for p in (0, 1, 2)]
     + [("pg", PG.format(p=0, c="stanza-create:remote"))]
+    + [("pg", PG_USER.format(p=p, c=c)) for p, c in ((0, "backup:remote"), (1, "backup:remote"), (0, "check:remote"))]
 )
 
 
@@ -69,6 +79,13 @@ def test_gate_allows_the_remotes_pgbackrest_sends_and_runs_them_without_a_shell(
     assert argv[1:-1][: len(command.split(" ")) - 2] == command.split(" ")[1:-1]
     if command.endswith("archive-push:remote"):
         assert argv[-2].startswith("--lock-path=")  # the WAL account's own locks
+    if role == "pg":
+        # Whatever the site sent, the session logs in as the reader's role with the reader's settings.
+        assert argv.count("--pg1-user=hipgate_backup") == 1, argv
+        assert "--config-path=/etc/hipgate/backup-pg-remote" in argv, argv
+        locks = [a for a in argv if a.startswith("--lock-path=")]
+        assert len(locks) == (0 if command.endswith("check:remote") else 1), argv  # check takes no lock path
+        assert not [a for a in argv if a.startswith("--pg1-user=") and a != "--pg1-user=hipgate_backup"]
 
 
 @pytest.mark.parametrize(
@@ -100,6 +117,12 @@ def test_gate_allows_the_remotes_pgbackrest_sends_and_runs_them_without_a_shell(
         ("pg", BACKUP_PG.replace("--process=0", "--process=0 --repo=2")),  # never sent to a pg remote
         ("repo", ARCHIVE_PUSH.replace("--process=0", "--process=0 --buffer-size=1MiB")),  # not sent: refused
         ("pg", BACKUP_PG.replace("--process=0", "--process=0 --pg1-host=10.0.0.1")),
+        # A hostile site asking for the superuser, another role, or settings of its own choosing.
+        ("pg", BACKUP_PG.replace("--pg1-port=5432", "--pg1-port=5432 --pg1-user=postgres")),
+        ("pg", BACKUP_PG.replace("--pg1-port=5432", "--pg1-port=5432 --pg1-user=hipgate_vault")),
+        ("pg", BACKUP_PG.replace("--process=0", "--process=0 --config-path=/tmp")),
+        ("pg", BACKUP_PG.replace("--process=0", "--process=0 --pg1-socket-path=/tmp")),
+        ("pg", BACKUP_PG.replace("--process=0", "--process=0 --pg1-database=exchange")),
     ],
 )
 def test_gate_refuses_shells_other_commands_and_options_that_point_elsewhere(role: str, command: str) -> None:

@@ -107,6 +107,31 @@ def postgresql_idle_timeout(host: Any, params: dict[str, Any]) -> Outcome:
     )
 
 
+# Accounts that may read PGDATA through PostgreSQL's group access (the backup role's reader of the
+# sites' pgBackRest sessions). Nobody may write it but postgres.
+PGDATA_READERS = frozenset({"hipgate_backup"})
+
+
+def _pgdata_mode(p: Probe, data_dir: str) -> tuple[str, bool]:
+    """PGDATA's mode, owner and group, and whether only postgres writes it and only the readers read it:
+    0700, or 02750 with a group of its own whose members (also by primary group) are readers only."""
+    _, stat = p.run(f"stat -c '%a %U %G %g' {_quote(data_dir)}")
+    parts = stat.split()
+    if len(parts) != 4 or parts[1] != "postgres":
+        return stat.strip(), False
+    mode, _, group, gid = parts
+    if mode == "700":
+        return f"{mode} postgres", True
+    if mode != "2750" or group == "postgres" or not gid.isdigit():
+        return f"{mode} postgres:{group}", False
+    _, line = p.run(f"getent group {_quote(group)}")
+    members = {m for m in (line.strip().split(":")[3:4] or [""])[0].split(",") if m}
+    _, primary = p.run(f"getent passwd | awk -F: '$4 == {int(gid)} {{print $1}}'")
+    members |= {u for u in primary.split() if u}
+    others = sorted(members - PGDATA_READERS)
+    return f"{mode} postgres:{group} readers={','.join(sorted(members)) or '-'}", not others
+
+
 @scoped(DB)
 def postgresql_access_rules(host: Any, params: dict[str, Any]) -> Outcome:
     p = Probe(host)
@@ -119,7 +144,7 @@ def postgresql_access_rules(host: Any, params: dict[str, Any]) -> Outcome:
     last = network[-1] if network else None
     final_reject = bool(last) and last[5] == "reject" and last[1] == "all" and last[2] == "all"
     listen = s.get("listen_addresses", "")
-    _, mode = p.run(f"stat -c '%a %U' {_quote(s.get('data_directory', '/nonexistent'))}")
+    mode, mode_ok = _pgdata_mode(p, s.get("data_directory", "/nonexistent"))
     _, public_create = _psql(
         p,
         "select json_agg(datname) from pg_database where datallowconn and datname not in ('template1')",
@@ -140,7 +165,7 @@ def postgresql_access_rules(host: Any, params: dict[str, Any]) -> Outcome:
         and final_reject
         and "*" not in listen
         and "0.0.0.0" not in listen
-        and mode.strip() == "700 postgres"
+        and mode_ok
         and not creatable
     )
     return p.outcome(

@@ -10,9 +10,7 @@ import testinfra
 testinfra_hosts = ["ansible://all"]
 REPO = {"db": 1, "site-a": 2, "site-b": 3}
 RUN_USER = {"db": "postgres", "site-a": "pgbackrest", "site-b": "pgbackrest"}
-FINGERPRINT = (
-    "select count(*) || ' ' || md5(string_agg(t::text, E'\\\\n' order by t::text)) from public.settlement t"
-)
+FINGERPRINT = "select count(*) || ' ' || md5(string_agg(t::text, E'\\\\n' order by t::text)) from public.settlement t"
 
 
 def name(host):
@@ -60,14 +58,25 @@ def test_backup_logs_reach_every_site_unchanged(host):
 
 
 def test_keys_are_pinned_restricted_and_forced(host):
-    user = RUN_USER[name(host)]
+    # On the database host the sites' keys land on the reader, and postgres accepts none.
+    user = "hipgate_backup" if name(host) == "db" else RUN_USER[name(host)]
+    if name(host) == "db":
+        own = host.file("/etc/ssh/hipgate-backup-keys/postgres")
+        assert own.user == "root" and not [k for k in own.content_string.splitlines() if k.startswith("from=")]
+        reader = host.user("hipgate_backup")
+        assert sorted(reader.groups) == ["hipgate_backup", "hipgate_pgdata"], reader.groups
     keyfile = host.file(f"/etc/ssh/hipgate-backup-keys/{user}")
     assert (keyfile.user, keyfile.mode) == ("root", 0o644)  # the account cannot add a key
     keys = [k for k in keyfile.content_string.splitlines() if k.startswith("from=")]
-    wal = [] if name(host) == "db" else [
-        k for k in host.file("/etc/ssh/hipgate-backup-keys/pgbackrest-wal").content_string.splitlines()
-        if k.startswith("from=")
-    ]
+    wal = (
+        []
+        if name(host) == "db"
+        else [
+            k
+            for k in host.file("/etc/ssh/hipgate-backup-keys/pgbackrest-wal").content_string.splitlines()
+            if k.startswith("from=")
+        ]
+    )
     # Every key has a forced command: none gives a shell.
     assert keys and all(",restrict,command=" in k.split(" ")[0] for k in keys + wal)
     if name(host) == "db":

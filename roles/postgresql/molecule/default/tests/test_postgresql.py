@@ -70,7 +70,14 @@ def test_public_cannot_create_in_public_schema(host):
 
 def test_pgdata_private_and_hba_has_no_trust(host):
     on(host, "db")
-    assert host.file("/var/lib/postgresql/15/main").mode == 0o700
+    # postgres alone writes PGDATA; its read group (no member here) may read it: group access, never write.
+    pgdata = host.file("/var/lib/postgresql/15/main")
+    assert (pgdata.mode, pgdata.user, pgdata.group) == (0o2750, "postgres", "hipgate_pgdata")
+    with host.sudo():
+        loose = host.check_output("find /var/lib/postgresql/15/main ! -type l -perm /g+w,o+rwx -print -quit")
+        ungrouped = host.check_output("find /var/lib/postgresql/15/main ! -group hipgate_pgdata -print -quit")
+    assert not loose and not ungrouped, (loose, ungrouped)
+    assert host.group("hipgate_pgdata").exists
     with host.sudo():
         hba = host.file("/etc/postgresql/15/main/pg_hba.conf").content_string
     lines = [ln.split() for ln in hba.splitlines() if ln.strip() and not ln.startswith("#")]
