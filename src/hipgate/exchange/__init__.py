@@ -1,0 +1,1 @@
+"""Data exchange with the national platform."""
