@@ -317,7 +317,7 @@ def test_sign_refuses_a_key_that_does_not_fit_the_signtype(
     with pytest.raises(TypeError):
         sign(b"m", sm2_key, "ECDSA")
     with pytest.raises(TypeError):
-        sign(b"m", ec.generate_private_key(ec.SECP384R1()), "ECDSA")
+        sign(b"m", ec.generate_private_key(ec.SECP521R1()), "ECDSA")
     with pytest.raises(ValueError, match="unknown signtype"):
         sign(b"m", sm2_key, "RSA")
     with pytest.raises(TypeError):
@@ -448,15 +448,25 @@ def test_ecdsa_keys_load_from_pem_and_a_host_certificate(ecdsa_key: ec.EllipticC
         load_ecdsa_private_key(pkcs8, b"wrong")
 
 
-def test_ecdsa_refuses_the_pki_roles_p384_host_keys_naming_the_curve() -> None:
+def test_ecdsa_signs_with_the_pki_roles_p384_host_keys_and_refuses_other_curves_naming_them() -> None:
+    # The pki role's host keys and certificates are secp384r1: they sign as they are, with SHA-384.
     p384 = ec.generate_private_key(ec.SECP384R1())
     pem = p384.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    with pytest.raises(SigningKeyError, match="secp384r1"):
-        load_ecdsa_private_key(pem)
-    with pytest.raises(SigningKeyError, match="secp384r1"):
-        load_ecdsa_public_key(self_signed(p384).public_bytes(serialization.Encoding.PEM))
+    signature = sign(b"m", load_ecdsa_private_key(pem), "ECDSA")
+    cert = load_ecdsa_public_key(self_signed(p384).public_bytes(serialization.Encoding.PEM))
+    assert verify(b"m", signature, cert, "ECDSA") and not verify(b"n", signature, cert, "ECDSA")
+    p384.public_key().verify(base64.b64decode(signature), b"m", ec.ECDSA(hashes.SHA384()))
+    p521 = ec.generate_private_key(ec.SECP521R1())
+    with pytest.raises(SigningKeyError, match="secp521r1"):
+        load_ecdsa_private_key(
+            p521.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    with pytest.raises(SigningKeyError, match="secp521r1"):
+        load_ecdsa_public_key(self_signed(p521).public_bytes(serialization.Encoding.PEM))
     with pytest.raises(SigningKeyError):
         load_ecdsa_public_key(b"not pem")
 

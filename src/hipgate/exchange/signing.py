@@ -9,7 +9,8 @@ recommended curve sm2p256v1, as GB/T 35276-2017 / GM/T 0009-2012 specify for sig
 default user id ``ID_A = "1234567812345678"`` (ENTL_A = 0x0080). The arithmetic, SM3 and Z_A are GmSSL's
 (through ``gmssl_pyx``); this module only chooses the id, handles keys and encodes.
 
-signtype ``ECDSA``: ECDSA on P-256 with SHA-256 (FIPS 186-5), through ``cryptography``; keys from PEM,
+signtype ``ECDSA``: ECDSA on P-256 with SHA-256 or P-384 with SHA-384 (the hash follows the curve, FIPS
+186-5; P-384 is the curve of the pki role's host keys), through ``cryptography``; keys from PEM,
 the verifier's key from a PEM public key or the signer's X.509 certificate.
 
 Signature encoding, both signtypes: standard base64 with padding (RFC 4648 section 4, no line breaks)
@@ -63,8 +64,9 @@ SIGNTYPES: Final = ("SM2", "ECDSA")
 SM2_USER_ID: Final = b"1234567812345678"  # GM/T 0009-2012 section 10 / GB/T 35276-2017 default ID_A
 SM2_CURVE_OID: Final = "1.2.156.10197.1.301"  # sm2p256v1, GM/T 0006
 SM2_CURVE_ORDER: Final = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
-# DER of two 256-bit INTEGERs is at most 72 bytes: 96 base64 characters. Anything longer is refused unread.
-MAX_SIGNATURE_B64: Final = 96
+# DER of two 384-bit INTEGERs (P-384) is at most 104 bytes: 140 base64 characters. Anything longer is
+# refused unread.
+MAX_SIGNATURE_B64: Final = 140
 _PAIR_CHECK: Final = b"hipgate: does this public key belong to this private key?"
 
 # asn1crypto knows the curve by OID once told its key size (32 bytes); names it like OpenSSL does.
@@ -287,18 +289,18 @@ def load_sm2_public_key(text: bytes | str) -> SM2PublicKey:
 
 
 def load_ecdsa_private_key(pem: bytes, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
-    """A P-256 private key from PEM (PKCS#8 or SEC1, optionally encrypted)."""
+    """A P-256 or P-384 private key from PEM (PKCS#8 or SEC1, optionally encrypted)."""
     try:
         key = serialization.load_pem_private_key(pem, password)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         _key_error("不是可读取的 PEM 私钥（或口令不对）", "not a readable PEM private key (or a wrong password)")
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        _not_p256(key)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or _ecdsa_hash(key) is None:
+        _not_ecdsa_curve(key)
     return key
 
 
 def load_ecdsa_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
-    """A P-256 public key from a PEM ``PUBLIC KEY`` or the signer's ``CERTIFICATE`` (its key only: the
+    """A P-256 or P-384 public key from a PEM ``PUBLIC KEY`` or the signer's ``CERTIFICATE`` (its key only: the
     chain and validity are the caller's to check)."""
     try:
         if b"-----BEGIN CERTIFICATE-----" in pem:
@@ -307,8 +309,8 @@ def load_ecdsa_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
             key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         _key_error("不是可读取的 PEM 公钥或证书", "not a readable PEM public key or certificate")
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        _not_p256(key)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or _ecdsa_hash(key) is None:
+        _not_ecdsa_curve(key)
     return key
 
 
@@ -318,7 +320,7 @@ VerifyingKey = SM2PublicKey | ec.EllipticCurvePublicKey | x509.Certificate
 
 def sign(data: bytes, key: SigningKey, signtype: str) -> str:
     """The base64 signature of ``data`` for ``signtype`` ``SM2`` (an SM2PrivateKey) or ``ECDSA`` (a
-    P-256 private key). A key that does not fit the signtype is a TypeError; the message names the
+    P-256 or P-384 private key). A key that does not fit the signtype is a TypeError; the message names the
     signtype and the key's type, never the key."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError("sign() signs bytes; encode text first")
@@ -327,9 +329,10 @@ def sign(data: bytes, key: SigningKey, signtype: str) -> str:
             raise TypeError(f"signtype SM2 needs an SM2PrivateKey, not {type(key).__name__}")
         der = key._sign(bytes(data))
     elif signtype == "ECDSA":
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-            raise TypeError(f"signtype ECDSA needs a P-256 private key, not {type(key).__name__}")
-        der = key.sign(bytes(data), ec.ECDSA(hashes.SHA256()))
+        digest = _ecdsa_hash(key) if isinstance(key, ec.EllipticCurvePrivateKey) else None
+        if digest is None:
+            raise TypeError(f"signtype ECDSA needs a P-256 or P-384 private key, not {type(key).__name__}")
+        der = key.sign(bytes(data), ec.ECDSA(digest))
     else:
         raise ValueError(f"unknown signtype {signtype!r}: use one of {', '.join(SIGNTYPES)}")
     return base64.b64encode(der).decode("ascii")
@@ -350,9 +353,10 @@ def verify(data: bytes, signature_b64: str, public: VerifyingKey, signtype: str)
             return isinstance(public, SM2PublicKey) and public._verify(bytes(data), der)
         if signtype == "ECDSA":
             key = public.public_key() if isinstance(public, x509.Certificate) else public
-            if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+            digest = _ecdsa_hash(key) if isinstance(key, ec.EllipticCurvePublicKey) else None
+            if digest is None:
                 return False
-            key.verify(der, bytes(data), ec.ECDSA(hashes.SHA256()))
+            key.verify(der, bytes(data), ec.ECDSA(digest))
             return True
         return False
     except InvalidSignature:
@@ -405,9 +409,19 @@ def _require_sm2(algorithm: object, parameters: Any) -> None:
         _key_error("不是 SM2 曲线（sm2p256v1）上的密钥", "not a key on the SM2 curve (sm2p256v1)")
 
 
-def _not_p256(key: object) -> NoReturn:
+# ECDSA's hash follows the key's curve (FIPS 186-5, as TLS and SSH pair them): P-256 with SHA-256, and
+# P-384 with SHA-384, the curve of the pki role's host keys, so a host certificate signs as it is.
+_ECDSA_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
+
+
+def _ecdsa_hash(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm | None:
+    digest = _ECDSA_HASHES.get(key.curve.name)
+    return digest() if digest else None
+
+
+def _not_ecdsa_curve(key: object) -> NoReturn:
     curve = getattr(getattr(key, "curve", None), "name", type(key).__name__)
     _key_error(
-        f"ECDSA 签名须用 P-256 密钥，而这是 {curve}",
-        f"ECDSA signing needs a P-256 key, this is {curve} (the pki role's host keys are secp384r1)",
+        f"ECDSA 签名须用 P-256 或 P-384 密钥，而这是 {curve}",
+        f"ECDSA signing needs a P-256 or P-384 key, this is {curve}",
     )
