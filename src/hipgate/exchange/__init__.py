@@ -1,1 +1,2 @@
-"""Data exchange with the national platform."""
+"""The exchange with the national platform as data: the interface document (interfaces/) and the
+exchange dataset (datasets/), and the functions that read, check and use them."""

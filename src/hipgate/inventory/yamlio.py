@@ -49,18 +49,18 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_limited(path: Path) -> str:
-    """The file's text, read only if it is a regular file of at most MAX_BYTES (checked on the
+def _read_limited(path: Path, max_bytes: int = MAX_BYTES) -> str:
+    """The file's text, read only if it is a regular file of at most max_bytes (checked on the
     opened descriptor, so a swapped symlink cannot slip in between check and read)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise _NotRegular()
-        if st.st_size > MAX_BYTES:
+        if st.st_size > max_bytes:
             raise _TooLarge(st.st_size)
-        data = f.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
         raise _TooLarge(len(data))
     return data.decode("utf-8")
 
@@ -74,10 +74,10 @@ class _TooLarge(Exception):
         self.size = size
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Path, max_bytes: int = MAX_BYTES) -> Any:
     """Parse one YAML file; any problem becomes a bilingual UserError naming file and line."""
     try:
-        text = _read_limited(path)
+        text = _read_limited(path, max_bytes)
     except _NotRegular:
         raise fail(
             str(path),
@@ -89,8 +89,8 @@ def read_yaml(path: Path) -> Any:
     except _TooLarge as exc:
         raise fail(
             str(path),
-            f"文件过大（{exc.size} 字节，上限 {MAX_BYTES} 字节），拒绝读取。",
-            f"file too large ({exc.size} bytes, limit {MAX_BYTES}); refused.",
+            f"文件过大（{exc.size} 字节，上限 {max_bytes} 字节），拒绝读取。",
+            f"file too large ({exc.size} bytes, limit {max_bytes}); refused.",
             "检查文件是否正确；清单文件通常只有几 KB。",
             "check the file; an inventory file is normally a few kilobytes.",
         ) from None
