@@ -28,6 +28,9 @@ UNMANAGED_GROUPS = ("natplat", "outsider", "simulated_peers")
 DB_CLIENT_GROUPS = ("middleware", "bastion", "vault")
 VAULT_PORT = 8200
 BROKER_ROLE = "hipgate_vault"  # also in roles/postgresql/defaults/main.yml (postgresql_system_clients)
+# The backup sites' reader on the database host (roles/backup, backup_pg_remote_user): a login with no
+# password (peer on the local socket only) that may run a backup and nothing more.
+BACKUP_READER_ROLE = "hipgate_backup"
 DEFAULT_DB_PORT = 5432
 SSH_PORT = 22
 LOG_COLLECTOR_PORT = 6514

@@ -321,3 +321,21 @@ def test_only_the_reader_may_read_pgdata(lab: dict) -> None:
     finally:
         sh("database", "userdel hg-reader")
     assert check_from(lab, "postgresql_access_rules", "database").ok
+
+
+def test_the_reader_is_a_login_without_password_that_nothing_else_may_copy(lab: dict) -> None:
+    """The reader's database role logs in by peer on the local socket only (no password, no superuser):
+    given a password it would be a static login, and check database_no_static_passwords says so."""
+    run = "runuser -u postgres -- psql -XAtc"
+    row = sh(
+        "database", f"{run} \"select rolsuper, rolpassword is null from pg_authid where rolname = 'hipgate_backup'\""
+    )
+    assert row.stdout.strip() == "f|t", row.stdout
+    assert check_from(lab, "database_no_static_passwords", "database").ok
+    sh("database", f"{run} \"alter role hipgate_backup password 'hg-case-not-a-secret'\"")
+    try:
+        failed = check_from(lab, "database_no_static_passwords", "database")
+        assert not failed.ok and "hipgate_backup" in failed.en, failed.en
+    finally:
+        sh("database", f"{run} 'alter role hipgate_backup password null'")
+    assert check_from(lab, "database_no_static_passwords", "database").ok

@@ -10,7 +10,7 @@ from typing import Any
 from hipgate.conformance.checks import Context, Outcome, Probe, _quote, scoped
 from hipgate.conformance.database_checks import _psql
 from hipgate.custody import exposure
-from hipgate.flows import BROKER_ROLE, VAULT_PORT
+from hipgate.flows import BACKUP_READER_ROLE, BROKER_ROLE, VAULT_PORT
 
 CA = "/etc/hipgate/pki/ca.crt"
 AUDIT_LOG = "/var/log/openbao/audit.log"
@@ -80,8 +80,9 @@ def vault_audit_device(host: Any, params: dict[str, Any]) -> Outcome:
 
 @scoped("database", context=True)
 def database_no_static_passwords(host: Any, params: dict[str, Any], ctx: Context) -> Outcome:
-    """Declared client roles are NOLOGIN without a password; every other login except the superuser
-    and OpenBao's broker expires (OpenBao's short-lived logins); the superuser has a password (the
+    """Declared client roles are NOLOGIN without a password; every other login except the superuser,
+    OpenBao's broker and the backup reader expires (OpenBao's short-lived logins); the reader has no
+    password and is no superuser (peer on the local socket only); the superuser has a password (the
     one in split custody)."""
     p = Probe(host)
     clients = (ctx.inventory.settings.get("database") or {}).get("clients") or []
@@ -93,7 +94,8 @@ def database_no_static_passwords(host: Any, params: dict[str, Any], ctx: Context
     _, lasting = _psql(
         p,
         "select rolname from pg_authid where rolcanlogin and rolvaliduntil is null "
-        f"and rolname not in ('postgres', '{BROKER_ROLE}')",
+        f"and rolname not in ('postgres', '{BROKER_ROLE}') "
+        f"and not (rolname = '{BACKUP_READER_ROLE}' and rolpassword is null and not rolsuper)",
     )
     _, su = _psql(p, "select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = 'postgres'")
     _, dynamic = _psql(p, "select count(*) from pg_authid where rolcanlogin and rolvaliduntil is not null")

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from hipgate.conformance.checks import MANAGED, Context, Outcome, Probe, _quote, scoped
-from hipgate.flows import implied_db_clients
+from hipgate.flows import BACKUP_READER_ROLE, implied_db_clients
 
 DB = "database"
 # Every PostgreSQL setting the checks read, in one query.
@@ -109,7 +109,7 @@ def postgresql_idle_timeout(host: Any, params: dict[str, Any]) -> Outcome:
 
 # Accounts that may read PGDATA through PostgreSQL's group access (the backup role's reader of the
 # sites' pgBackRest sessions). Nobody may write it but postgres.
-PGDATA_READERS = frozenset({"hipgate_backup"})
+PGDATA_READERS = frozenset({BACKUP_READER_ROLE})
 
 
 def _pgdata_mode(p: Probe, data_dir: str) -> tuple[str, bool]:

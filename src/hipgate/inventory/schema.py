@@ -47,7 +47,7 @@ FLOW_SOURCE_RE = r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,62}|[0-9.]{7,15}/[0-9]{1,2})\
 VAULT_ADDR_RE = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?/?\Z"
 # PostgreSQL roles hipgate itself creates or relies on, and the server's predefined roles: never a
 # client's role (a client in pg_read_server_files, or logged in as postgres, owns the server).
-RESERVED_PG_ROLES = ("postgres", "hipgate_vault", "pgbackrest", "public")
+RESERVED_PG_ROLES = ("postgres", "hipgate_vault", "hipgate_backup", "pgbackrest", "public")
 RESERVED_PG_PREFIX = "pg_"
 # A network wider than this (fewer prefix bits) is "wide open" and must be acknowledged.
 WIDE_PREFIX = 16
