@@ -34,6 +34,7 @@ BACKUP_READER_ROLE = "hipgate_backup"
 DEFAULT_DB_PORT = 5432
 SSH_PORT = 22
 LOG_COLLECTOR_PORT = 6514
+EXCHANGE_RELAY_PORT = 8443  # hipgate.exchange.relay_port's default
 PROTOS = ("tcp", "udp", "esp")
 # The firewall role calls this module with whatever Ansible holds (an override the inventory check
 # never saw), so names and protocols are checked here too before they reach nftables.conf.
@@ -133,7 +134,11 @@ def implied_db_clients(groups: dict[str, list[str]]) -> list[dict[str, Any]]:
 
 
 def implied_flows(
-    groups: dict[str, list[str]], management_networks: list[str], db_port: int, vpn: dict[str, Any] | None = None
+    groups: dict[str, list[str]],
+    management_networks: list[str],
+    db_port: int,
+    vpn: dict[str, Any] | None = None,
+    exchange: dict[str, Any] | None = None,
 ) -> list[Flow]:
     """Flows hipgate itself needs on every deployment; never cut, shown in the report as implied."""
     flows = vpn_flows(vpn) if vpn and groups.get(VPN_GROUP) else []
@@ -198,7 +203,24 @@ def implied_flows(
             )
     if groups.get("database") and groups.get("backup_sites"):
         flows += backup_flows()
+    if exchange is not None and groups.get("middleware") and groups.get(VPN_GROUP):
+        flows.append(exchange_flow(exchange))
     return flows
+
+
+def exchange_flow(exchange: dict[str, Any]) -> Flow:
+    """The middleware's requests to the relay on the front-end server (TLS, both sides' host
+    certificates). Only this direction: the host facing the national network never connects inward."""
+    port = int(exchange.get("relay_port", EXCHANGE_RELAY_PORT))
+    return Flow(
+        "exchange-relay",
+        ("middleware",),
+        (VPN_GROUP,),
+        "tcp",
+        ((port, port),),
+        "中间件经前置机中继与国家平台交换数据 / the middleware exchanges data with the platform through the relay",
+        True,
+    )
 
 
 def vpn_flows(vpn: dict[str, Any]) -> list[Flow]:
@@ -483,7 +505,9 @@ def build_matrix(settings: dict[str, Any], topo: Topology, where: str) -> tuple[
     db_port = int(database.get("port", DEFAULT_DB_PORT))
     declared, problems = parse_flows(settings.get("flows") or [], topo, f"{where}: hipgate.flows")
     vpn = settings.get("vpn") if isinstance(settings.get("vpn"), dict) and settings["vpn"].get("peer_address") else None
-    flows = implied_flows(topo.groups, list(network.get("management_networks") or []), db_port, vpn) + declared
+    exchange = settings.get("exchange") if isinstance(settings.get("exchange"), dict) else None
+    networks = list(network.get("management_networks") or [])
+    flows = implied_flows(topo.groups, networks, db_port, vpn, exchange) + declared
     problems += _conflicts(flows, topo, db_port, f"{where}: hipgate.flows")
     matrix = FlowMatrix(topo, flows, db_port)
     problems += _db_client_problems(database.get("clients") or [], matrix, f"{where}: hipgate.database.clients")

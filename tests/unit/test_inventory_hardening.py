@@ -277,7 +277,7 @@ def _wide_management(d: dict[str, Any]) -> None:
 
 def _wide_flow(d: dict[str, Any]) -> None:
     d["hipgate"]["flows"].append(
-        {"name": "web", "from": ["0.0.0.0/0"], "to": ["frontend"], "proto": "tcp", "ports": [8443], "purpose": "web"}
+        {"name": "web", "from": ["0.0.0.0/0"], "to": ["frontend"], "proto": "tcp", "ports": [9443], "purpose": "web"}
     )
 
 

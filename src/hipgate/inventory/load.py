@@ -91,18 +91,32 @@ def _var_files(inv_dir: Path) -> list[Path]:
     return found
 
 
-# Ansible, given the inventory directory, parses every other file in it as one more inventory source
-# (hosts, groups and vars nobody validated); it skips only these endings (INVENTORY_IGNORE_EXTS).
+# Ansible, given the inventory directory, parses every other file in it -- and in its subdirectories --
+# as one more inventory source (hosts, groups and vars nobody validated); it skips only these endings
+# (INVENTORY_IGNORE_EXTS).
 IGNORED_BY_ANSIBLE = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".cfg", ".retry")
+
+
+def _inventory_sources(inv_dir: Path, hosts_file: Path) -> list[Path]:
+    """Every file Ansible reads as an inventory source besides the hosts file (subdirectories too)."""
+    found: list[Path] = []
+    todo = [inv_dir]
+    while todo and len(found) <= MAX_VAR_FILES:
+        for path in sorted(todo.pop().iterdir()):
+            if path == hosts_file or path.name.startswith("."):
+                continue
+            if path.parent == inv_dir and path.name in ("group_vars", "host_vars"):
+                continue
+            if path.is_dir():
+                todo.append(path)
+            elif not path.name.endswith(IGNORED_BY_ANSIBLE):
+                found.append(path)
+    return found
 
 
 def _extra_sources(inv_dir: Path, hosts_file: Path) -> list[Problem]:
     problems = []
-    for path in sorted(inv_dir.iterdir()):
-        if path == hosts_file or path.name in ("group_vars", "host_vars") or path.name.startswith("."):
-            continue
-        if path.is_dir() or path.name.endswith(IGNORED_BY_ANSIBLE):
-            continue
+    for path in _inventory_sources(inv_dir, hosts_file):
         problems.append(
             Problem(
                 str(path),
@@ -268,8 +282,63 @@ def _cross_checks(hosts_file: Path, settings_file: Path, inv: Inventory, raw_hos
             )
         seen.add(cid)
     problems += _vpn_checks(settings_file, hip)
+    problems += _exchange_checks(settings_file, inv.path, hip)
     problems += _acknowledgement_problems(settings_file, hip)
     problems += build_matrix(hip, topology_from_inventory(inv.groups, inv.hosts), str(settings_file))[1]
+    return problems
+
+
+def exchange_interface_path(inv_dir: Path, exchange: dict[str, Any]) -> Path | None:
+    """The interface document the inventory names (relative paths from the inventory folder), or None
+    for hipgate's own."""
+    named = exchange.get("interface")
+    if not isinstance(named, str):
+        return None
+    path = Path(named).expanduser()
+    return path if path.is_absolute() else inv_dir / path
+
+
+def _exchange_checks(settings_file: Path, inv_dir: Path, hip: dict[str, Any]) -> list[Problem]:
+    """Regions outside the province, and an interface document that is not there."""
+    exchange = hip.get("exchange")
+    if not isinstance(exchange, dict):
+        return []
+    where = f"{settings_file}: hipgate.exchange"
+    problems = []
+    sender = exchange.get("sender_code")
+    province = sender[:2] if isinstance(sender, str) else None
+    for i, region in enumerate(exchange.get("regions") or []):
+        if province and isinstance(region, str) and not region.startswith(province):
+            problems.append(
+                Problem(
+                    f"{where}.regions.[{i}]",
+                    f"统筹地区 {region} 不属于本省（发送方代码 {sender} 的省级区划 {province}0000）。",
+                    f"region {region} is not in this province (sender code {sender}: province {province}0000).",
+                    f"只列本省的统筹地区（以 {province} 开头的 6 位代码）。",
+                    f"list only the province's own pooling regions (6-digit codes starting {province}).",
+                )
+            )
+    path = exchange_interface_path(inv_dir, exchange)
+    if path is not None and path.resolve().is_relative_to(inv_dir.resolve()):
+        problems.append(
+            Problem(
+                f"{where}.interface",
+                f"接口文档 {path} 位于清单目录内，Ansible 会把它当作清单读取。",
+                f"the interface document {path} is inside the inventory folder, where Ansible reads it as inventory.",
+                "把文档放在清单目录之外，如 ../interfaces/national-platform.openapi.yaml。",
+                "keep the document outside the inventory folder, e.g. ../interfaces/national-platform.openapi.yaml.",
+            )
+        )
+    elif path is not None and not path.is_file():
+        problems.append(
+            Problem(
+                f"{where}.interface",
+                f"接口文档 {path} 不存在或不是普通文件。",
+                f"the interface document {path} does not exist or is not a regular file.",
+                "指向国家平台下发的 OpenAPI 3 文档，或删除此项以使用 hipgate 自带文档。",
+                "point it at the OpenAPI 3 document the national platform issued, or remove it to use hipgate's own.",
+            )
+        )
     return problems
 
 

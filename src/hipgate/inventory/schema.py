@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hipgate.flows import EXCHANGE_RELAY_PORT
+
 # Groups a deployment must have; each maps to the role it runs (see README, "Inventory").
 REQUIRED_GROUPS: dict[str, tuple[str, str]] = {
     "frontend": ("前置机（连接国家平台）", "front-end server (前置机) facing the national platform"),
@@ -64,6 +66,75 @@ PROVINCE_ID_RE = r"^[a-z0-9][a-z0-9-]{1,31}\Z"
 
 def _m(zh: str, en: str) -> dict[str, str]:
     return {"zh": zh, "en": en}
+
+
+# The data exchange (issue 17). Region codes are GB/T 2260 / 医保区划 codes inside the province (load.py
+# checks they share its first two digits with sender_code); the relay port is the middleware -> frontend
+# flow (flows.exchange_flows).
+EXCHANGE: dict[str, Any] = {
+    "interface": {
+        "type": "string",
+        "check_with": "path",
+        "meta": _m(
+            "国家平台接口文档（OpenAPI 3，相对清单目录或绝对路径）；默认使用 hipgate 自带文档",
+            "the national platform's interface document (OpenAPI 3; relative to the inventory or absolute); "
+            "default hipgate's own",
+        ),
+    },
+    "sender_code": {
+        "type": "string",
+        "required": True,
+        "regex": r"[1-9][0-9]0000(0[1-9]|[1-9][0-9])",
+        "meta": _m(
+            "发送方代码：省级 6 位医保区划 + 2 位节点号，如 44000001",
+            "sender code: the province's 6-digit division and a 2-digit node number, e.g. 44000001",
+        ),
+    },
+    "regions": {
+        "type": "list",
+        "required": True,
+        "minlength": 1,
+        "schema": {"type": "string", "regex": r"[1-9][0-9]{5}"},
+        "meta": _m("本省统筹地区（6 位医保区划代码）", "the province's pooling regions (6-digit division codes)"),
+    },
+    "schedule": {
+        "type": "string",
+        "check_with": "oncalendar",
+        "meta": _m("增量上传时间（systemd OnCalendar）", "incremental upload time (systemd OnCalendar)"),
+    },
+    "download_schedule": {
+        "type": "string",
+        "check_with": "oncalendar",
+        "meta": _m("下载核查单与异常日志的时间（systemd OnCalendar）", "download time of forms and anomaly logs"),
+    },
+    "max_lag_minutes": {
+        "type": "integer",
+        "min": 1,
+        "max": 7 * 24 * 60,
+        "meta": _m("上传延迟告警阈值（分钟）", "upload lag above which an ALERT is raised (minutes)"),
+    },
+    "signtype": {
+        "type": "string",
+        "allowed": ["SM2", "ECDSA"],
+        "meta": _m("报文签名算法", "message signature algorithm"),
+    },
+    "relay_port": {
+        "type": "integer",
+        "min": 1024,
+        "max": 65535,
+        "meta": _m(
+            f"前置机中继端口（中间件 → 前置机，默认 {EXCHANGE_RELAY_PORT}）",
+            f"the front-end server's relay port (middleware -> frontend, default {EXCHANGE_RELAY_PORT})",
+        ),
+    },
+    "platform_url": {
+        "type": "string",
+        "regex": r"https://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[1-9][0-9]{0,4})?(/[A-Za-z0-9._~/-]*)?",
+        "meta": _m(
+            "国家平台接口地址（https，隧道内）", "the national platform's interface address (https, in the tunnel)"
+        ),
+    },
+}
 
 
 HOST_VARS: dict[str, Any] = {
@@ -557,6 +628,13 @@ SETTINGS: dict[str, Any] = {
                     },
                 },
                 "meta": _m("分段保管参数", "split-custody settings"),
+            },
+            "exchange": {
+                "type": "dict",
+                "schema": EXCHANGE,
+                "meta": _m(
+                    "与国家平台的数据交换（中间件）", "data exchange with the national platform (the middleware)"
+                ),
             },
             "backup": {
                 "type": "dict",
