@@ -21,6 +21,7 @@ Tables (schema version in meta):
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 import zlib
@@ -264,17 +265,18 @@ def reverse_record(conn: sqlite3.Connection, record_type: str, key: Mapping[str,
     return "reversed"
 
 
-def held_record(conn: sqlite3.Connection, record_type: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The record as held (its canonical bytes, decoded), or None."""
-    import json
-
-    row = conn.execute(
-        "SELECT body FROM records WHERE record_type = ? AND rec_key = ?", (record_type, key_text(key))
-    ).fetchone()
-    return json.loads(zlib.decompress(row["body"])) if row else None
-
-
 # ---------------------------------------------------------------- the summary
+
+
+def day_records(conn: sqlite3.Connection, record_type: str, day: str) -> list[dict[str, Any]]:
+    """The records of one day and type, key by key: to find which record differs when a day's
+    fingerprint does not match the source's (reversed ones included, marked)."""
+    rows = conn.execute(
+        "SELECT rec_key, updt_time, fingerprint, reversed_at, msgid, file_qry_no, versions, duplicates FROM records"
+        " WHERE record_type = ? AND day = ? ORDER BY rec_key",
+        (record_type, day),
+    )
+    return [dict(r) | {"key": json.loads(r["rec_key"])} for r in rows]
 
 
 def ledger_summary(conn: sqlite3.Connection) -> dict[str, Any]:
