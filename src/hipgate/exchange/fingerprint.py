@@ -1,0 +1,92 @@
+"""The fingerprint of exchanged records: one definition for both sides, so that the national platform's
+ledger (the lab's simulator, `hipgate.simulator.ledger`) and the province's source database can be
+compared record for record without shipping the records.
+
+记录指纹：平台账本与省端源库使用同一定义，按“日期 + 记录类型”比对条数与指纹。
+
+Definition (version ``FINGERPRINT_VERSION``):
+
+* a record's **normal form** is the record with every element whose value is null removed (the document
+  lets an optional element be absent or null: both mean "no value"), recursively, and every list of
+  objects (a settlement's ``setl_item``) sorted by the items' own canonical bytes (the order of items
+  carries no meaning);
+* its **canonical bytes** are those of the interface document: keys sorted, no whitespace, UTF-8,
+  non-ASCII as itself (``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``);
+* a record's **fingerprint** is SHA-256 of its canonical bytes, lower-case hex;
+* a record's **day** is the date (``yyyy-MM-dd``) of its partition date element (the dataset's
+  ``partition.year``: ``setl_time`` for setl and cross_visit, ``updt_time`` for test_psn);
+* a **day summary** is, per (record type, day): the number of records and SHA-256 over the records'
+  fingerprints as 32-byte digests, sorted, concatenated. Equal summaries mean the same multiset of
+  records: a duplicate, a missing record or one changed element changes count or fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FINGERPRINT_VERSION = "hipgate-fp-1"
+
+
+def canonical(value: Any) -> bytes:
+    """The interface document's canonical bytes of a JSON value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def normal_form(value: Any) -> Any:
+    """Nulls dropped, lists of objects in the order of their canonical bytes (see the module's docstring)."""
+    if isinstance(value, Mapping):
+        return {k: normal_form(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        items = [normal_form(v) for v in value]
+        if items and all(isinstance(v, dict) for v in items):
+            items.sort(key=canonical)
+        return items
+    return value
+
+
+def record_fingerprint(record: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(normal_form(record))).hexdigest()
+
+
+def record_day(record: Mapping[str, Any], day_element: str) -> str:
+    """`yyyy-MM-dd` of the partition date element (a date or a `yyyy-MM-dd HH:mm:ss` time)."""
+    return str(record[day_element])[:10]
+
+
+def key_text(key: Mapping[str, Any]) -> str:
+    """A record key as one string, e.g. `{"setl_id":"S1"}`: canonical JSON, so that it is unambiguous for
+    composite keys and the same on both sides (also the `rec_key` of the simulator's anomalies)."""
+    return canonical(dict(key)).decode("utf-8")
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    record_type: str
+    day: str
+    count: int
+    fingerprint: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarise(rows: Iterable[tuple[str, str, str]]) -> list[DaySummary]:
+    """Day summaries from `(record_type, day, record fingerprint)` rows in any order, sorted by type and day."""
+    groups: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+    for record_type, day, fingerprint in rows:
+        groups[(record_type, day)].append(bytes.fromhex(fingerprint))
+    out = []
+    for (record_type, day), digests in sorted(groups.items()):
+        digests.sort()
+        out.append(DaySummary(record_type, day, len(digests), hashlib.sha256(b"".join(digests)).hexdigest()))
+    return out
+
+
+def summarise_records(record_type: str, records: Iterable[Mapping[str, Any]], day_element: str) -> list[DaySummary]:
+    """The source side's summary of one record type's records (each in its wire form, as sent)."""
+    return summarise((record_type, record_day(r, day_element), record_fingerprint(r)) for r in records)
