@@ -410,13 +410,16 @@ def test_the_ddl_creates_the_exchange_tables_in_postgresql(postgres, ds: Dataset
     made = postgres(dataset_ddl(ds))
     assert made.returncode == 0, made.stderr
     tables = postgres("SELECT table_name FROM information_schema.tables WHERE table_schema = 'exchange' ORDER BY 1")
-    assert tables.stdout.split() == sorted(rt.code for rt in ds.all_record_types())
+    inboxes = [rt.code + "_inbox" for rt in ds.records.values() if rt.direction == "both"]
+    assert tables.stdout.split() == sorted([rt.code for rt in ds.all_record_types()] + inboxes)
     setl = samples.example_record(ds.records["setl"], ds)
     items = setl.pop("setl_item")
     sql = _insert("setl", setl) + "".join(_insert("setl_item", {"setl_id": setl["setl_id"], **i}) for i in items)
     assert postgres(sql).returncode == 0
-    status = postgres('SELECT "hg_status", "hg_direction", "medfee_sumamt" FROM "exchange"."setl"')
-    assert status.stdout.strip() == "pending|upload|12.50"
+    # An upload table is the province's: its elements only, the middleware's state is elsewhere.
+    cols = postgres("SELECT column_name FROM information_schema.columns WHERE table_name = 'setl'")
+    assert not [c for c in cols.stdout.split() if c.startswith("hg_")]
+    assert postgres('SELECT "medfee_sumamt" FROM "exchange"."setl"').stdout.strip() == "12.50"
     again = postgres(_insert("setl", setl))
     assert again.returncode != 0 and "duplicate key" in again.stderr
     orphan = postgres(_insert("setl_item", {"setl_id": "NOPE", **items[0]}))
@@ -424,6 +427,8 @@ def test_the_ddl_creates_the_exchange_tables_in_postgresql(postgres, ds: Dataset
     too_long = postgres(_insert("setl", setl | {"setl_id": "S2", "certno": "1" * 51}))
     assert too_long.returncode != 0 and "too long" in too_long.stderr
     both = samples.example_record(ds.records["cross_visit"], ds)
-    assert postgres(_insert("cross_visit", both)).returncode != 0  # a two-way table needs its direction
-    assert postgres(_insert("cross_visit", both | {"hg_direction": "download"})).returncode == 0
+    assert postgres(_insert("cross_visit", both)).returncode == 0  # the upload table
+    assert postgres(_insert("cross_visit_inbox", both | {"hg_msgid": "x"})).returncode == 0  # downloads apart
+    received = postgres('SELECT "hg_acked_at" IS NULL, "hg_received_at" <= now() FROM "exchange"."cross_visit_inbox"')
+    assert received.stdout.strip() == "t|t"
     assert postgres('DELETE FROM "exchange"."setl"; SELECT count(*) FROM "exchange"."setl_item"').stdout.strip() == "0"
