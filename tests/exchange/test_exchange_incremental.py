@@ -137,7 +137,8 @@ def test_bad_records_are_quarantined_with_reasons_masked_and_never_sent(stack, e
             " WHERE resolved_at IS NULL"
         ).fetchone()
         state = conn.execute(
-            "SELECT status FROM exchange.hipgate_record_state WHERE record_key = jsonb_build_object('setl_id', %s)",
+            "SELECT status FROM exchange.hipgate_record_state"
+            " WHERE record_key = jsonb_build_object('setl_id', %s::text)",
             (bad["setl_id"],),
         ).fetchone()
     assert key == {"setl_id": bad["setl_id"]} and state == ("quarantined",)
@@ -165,3 +166,55 @@ def test_an_unreachable_platform_leaves_everything_pending(stack, exchange_db, d
     admin(stack.sim, "DELETE", "/faults")
     assert _run(stack, exchange_db, ds, iface).accepted == 1
     assert [m["msgid"] for m in outbox(exchange_db)] == [pending[0]["msgid"]]
+
+
+def _cli_config(stack, conninfo: str, tmp_path) -> Any:
+    import json
+
+    path = tmp_path / "middleware.json"
+    path.write_text(json.dumps({
+        "sender_code": "44000001",
+        "database": {"conninfo": conninfo},
+        "relay": {"url": f"https://127.0.0.1:{stack.relay_port}", "ca": str(stack.ca.path),
+                  "cert": str(stack.client_cert[0]), "key": str(stack.client_cert[1]), "timeout": 60},
+        "retry": {"attempts": 100, "base": 0.1, "cap": 0.2},
+    }))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("when", ["before_send", "before_record"])
+def test_kill_9_of_a_run_loses_and_duplicates_nothing(stack, exchange_db, ds, iface, tmp_path, when: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from simulator_helpers import wait_until
+
+    _write(exchange_db, *(setl_record(n) for n in range(60, 64)))
+    if when == "before_send":  # the platform answers 503: the run keeps retrying the stored message
+        admin(stack.sim, "POST", "/faults", {"kind": "http_503", "infno": "4101", "count": 10_000, "retry_after": 1})
+    else:  # the platform processes the message and holds the reply back
+        admin(stack.sim, "POST", "/faults", {"kind": "slow", "infno": "4101", "count": 1, "delay": 8})
+    command = [sys.executable, "-m", "hipgate.exchange.run", "incremental", "--config"]
+    with (tmp_path / "run.log").open("w") as err:
+        proc = subprocess.Popen([*command, str(_cli_config(stack, exchange_db, tmp_path))], stderr=err)
+    try:
+        wanted = {"processed"} if when == "before_record" else None  # before_send: any answer (503s)
+        assert wait_until(
+            lambda: any(
+                r["infno"] == "4101" and (wanted is None or r["outcome"] in wanted) for r in stack.sim.requests()
+            )
+        )
+        stored = outbox(exchange_db)
+        assert [m["status"] for m in stored] == ["pending"]
+        os.kill(proc.pid, signal.SIGKILL)  # by the PID of the run this test started
+    finally:
+        proc.kill()  # a no-op after the SIGKILL above; stops it if an assertion failed first
+        proc.wait(timeout=30)
+    admin(stack.sim, "DELETE", "/faults")
+    result = _run(stack, exchange_db, ds, iface)
+    assert result.accepted == 4 and result.queued == 0
+    assert [m["msgid"] for m in outbox(exchange_db)] == [stored[0]["msgid"]]
+    assert platform_summary(stack.sim) == source_summary(exchange_db, ds)
+    assert stack.sim.summary()["totals"]["setl"]["duplicates_received"] == 0
