@@ -10,10 +10,6 @@ import ipaddress
 import itertools
 import json
 import os
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +22,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from helpers import free_port
 from hipgate.exchange import relay as relay_mod
 from hipgate.exchange.bookkeeping import bookkeeping_ddl
 from hipgate.exchange.dataset import Dataset, dataset_ddl, load_dataset
 from hipgate.exchange.incremental import Exchange
 from hipgate.exchange.interface import Interface, load_interface
 from hipgate.exchange.platform_client import RelayClient, RetryPolicy
+from pg_cluster import cluster
 from simulator_helpers import SENDER, SENDER_CAINFO, running
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MW_NAME = "middleware-1.hipgate.test"
 
 
@@ -49,39 +44,18 @@ def iface() -> Interface:
     return load_interface()
 
 
+def _accepts(port: int) -> bool:
+    try:
+        psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[dict[str, Any]]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("postgresql-15 not installed: scripts/setup --with-test-tools / 未安装 postgresql-15")
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the cluster as the postgres user / 需要 root")
-    base = Path(tempfile.mkdtemp(prefix="hipgate-mw-pg-"))
-    base.chmod(0o755)
-    subprocess.run(["chown", "postgres:postgres", str(base)], check=True)
-    user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*user, str(PG_BIN / "initdb"), "-D", str(base / "d"), "-A", "trust", "-E", "UTF8"],
-                   check=True, capture_output=True)  # fmt: skip
-    port = free_port()
-    server = subprocess.Popen(
-        [*user, str(PG_BIN / "postgres"), "-D", str(base / "d"), "-p", str(port), "-k", str(base),
-         "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=60"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    conninfo = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(conninfo).close()
-                break
-            except psycopg.OperationalError:
-                assert time.monotonic() < deadline, "PostgreSQL did not start"
-                time.sleep(0.2)
-        yield {"port": port, "conninfo": conninfo}
-    finally:
-        server.terminate()  # by PID: runuser passes the signal on to the postmaster
-        server.wait(timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
+    with cluster("hipgate-mw-pg-", _accepts, "max_connections=60") as port:
+        yield {"port": port, "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname=postgres"}
 
 
 _DB = itertools.count(1)

@@ -5,11 +5,8 @@ the DDL creates the exchange tables in a real PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import exchange_samples as samples
-from helpers import free_port
 from hipgate.errors import UserError
 from hipgate.exchange import interface as ifc
 from hipgate.exchange.dataset import (
@@ -35,6 +31,7 @@ from hipgate.exchange.dataset import (
     serialise_record,
     validate_record,
 )
+from pg_cluster import AS_POSTGRES, PG_BIN, cluster
 
 ROOT = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -360,44 +357,16 @@ def test_the_ddl_quotes_every_identifier_and_keys_each_table(ds: Dataset) -> Non
         dataset_ddl(ds, schema='x"; DROP TABLE y; --')
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Callable[[str], subprocess.CompletedProcess[str]]]:
-    """A throwaway cluster owned by `postgres` in a temporary directory, on a loopback port; the server
-    is stopped by its PID afterwards. Skipped only where Debian's postgresql-15 binaries are absent."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("postgresql-15 not installed: scripts/setup --with-test-tools / 未安装 postgresql-15")
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the cluster as the postgres user / 需要 root")
-    base = Path(tempfile.mkdtemp(prefix="hipgate-ddl-"))
-    base.chmod(0o755)
-    subprocess.run(["chown", "postgres:postgres", str(base)], check=True)
-    user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*user, str(PG_BIN / "initdb"), "-D", str(base / "d"), "-A", "trust", "-E", "UTF8"],
-                   check=True, capture_output=True)  # fmt: skip
-    port = free_port()
-    server = subprocess.Popen(
-        [*user, str(PG_BIN / "postgres"), "-D", str(base / "d"), "-p", str(port), "-k", str(base),
-         "-c", "listen_addresses=127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    """A throwaway cluster (tests/pg_cluster.py); SQL runs through psql as `postgres`."""
 
-    def psql(sql: str) -> subprocess.CompletedProcess[str]:
-        cmd = [*user, str(PG_BIN / "psql"), "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port)]
+    def psql_on(port: int, sql: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*AS_POSTGRES, str(PG_BIN / "psql"), "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port)]
         return subprocess.run([*cmd, "-d", "postgres"], input=sql, capture_output=True, text=True)
 
-    try:
-        deadline = time.monotonic() + 30
-        while psql("SELECT 1").returncode != 0:
-            assert time.monotonic() < deadline, "PostgreSQL did not start"
-            time.sleep(0.2)
-        yield psql
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
+    with cluster("hipgate-ddl-", lambda port: psql_on(port, "SELECT 1").returncode == 0) as port:
+        yield lambda sql: psql_on(port, sql)
 
 
 def _insert(table: str, row: dict[str, Any]) -> str:
