@@ -232,6 +232,16 @@ def running(directory: Path, **overrides: Any) -> Iterator[tuple[Simulator, Keys
         sim.stop()
 
 
+def signed_client(sim: tuple[Simulator, Keys, Path], timeout: float = 30) -> Iterator[Client]:
+    """For a fixture: the first sender's client (SM2) of a running simulator, closed afterwards."""
+    simulator, keys, cafile = sim
+    client = Client(simulator.platform.port, cafile, keys.sm2, timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 # ---------------------------------------------------------------- records
 
 

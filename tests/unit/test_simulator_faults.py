@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from simulator_helpers import Client, admin, running, setl_record, wait_until
+from simulator_helpers import Client, admin, running, setl_record, signed_client, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +20,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture
 def client(sim: Any) -> Any:
-    simulator, keys, cafile = sim
-    admin(simulator, "DELETE", "/faults")
-    c = Client(simulator.platform.port, cafile, keys.sm2, timeout=10)
-    yield c
-    c.close()
+    admin(sim[0], "DELETE", "/faults")  # each test starts with no fault armed
+    yield from signed_client(sim, timeout=10)
 
 
 def arm(sim: Any, **spec: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from simulator_helpers import (
     person_record,
     running,
     setl_record,
+    signed_client,
     verify_reply,
 )
 
@@ -34,10 +35,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture
 def client(sim: Any) -> Any:
-    simulator, keys, cafile = sim
-    c = Client(simulator.platform.port, cafile, keys.sm2)
-    yield c
-    c.close()
+    yield from signed_client(sim)
 
 
 def conforms(infno: str, reply: Any, keys: Any, msgid: str | None = None) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from hipgate.exchange.fingerprint import summarise_records
-from simulator_helpers import Client, admin, history_file, running, setl_record, wait_until
+from hipgate.exchange.fingerprint import record_fingerprint, summarise_records
+from simulator_helpers import Client, admin, history_file, running, setl_record, signed_client, wait_until
 
 CHUNK = 65536  # the document's smallest chunk_size
 
@@ -27,10 +27,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture
 def client(sim: Any) -> Any:
-    simulator, keys, cafile = sim
-    c = Client(simulator.platform.port, cafile, keys.sm2)
-    yield c
-    c.close()
+    yield from signed_client(sim)
 
 
 def records(first: int, n: int) -> list[dict[str, Any]]:
@@ -111,6 +108,9 @@ def test_chunked_upload_with_resume(sim: Any, client: Client) -> None:
     ours = [d.as_dict() for d in summarise_records("setl", recs, "setl_time")]
     assert [d for d in summary["days"] if d["record_type"] == "setl"] == ours
     assert sum(d["count"] for d in ours) == 3000 and len(ours) == 3
+    held = admin(sim[0], "GET", "/ledger/records?record_type=setl&day=2024-07-01")
+    source = {r["setl_id"]: record_fingerprint(r) for r in recs if r["setl_time"].startswith("2024-07-01")}
+    assert {r["key"]["setl_id"]: r["fingerprint"] for r in held} == source
 
 
 def test_chunk_errors(sim: Any, client: Client) -> None:

@@ -6,6 +6,7 @@ platform port, for the lab's tests and the CLI.
   POST   /faults                    arm one: {"kind", "infno"?, "count"?, "seconds"?, <params>} -> the fault
   DELETE /faults[/<id>]             cancel one or all
   GET    /ledger/summary            counts and fingerprints per day and record type
+  GET    /ledger/records?record_type=setl&day=2024-03-05   that day's records: key, updt_time, fingerprint
   GET    /files                     history files and how their reading went
   GET    /outbox[?infno=5201]       published items and their delivery
   GET    /requests[?since=<id>]     every request the platform got, with its outcome
@@ -100,6 +101,10 @@ def route(sim: Simulator, method: str, path: str, query: dict[str, str], body: A
         return 200, {"cancelled": sim.env.faults.cancel(int(tail) if tail else None)}
     if (method, path) == ("GET", "/ledger/summary"):
         return 200, sim.summary()
+    if (method, path) == ("GET", "/ledger/records"):
+        if "record_type" not in query or "day" not in query:
+            raise AdminError(400, "record_type and day are required")
+        return 200, sim.day_records(query["record_type"], query["day"])
     if (method, path) == ("GET", "/files"):
         return 200, sim.files()
     if (method, path) == ("GET", "/outbox"):

@@ -14,7 +14,7 @@ from hipgate.simulator.config import Config
 from hipgate.simulator.context import Env, now_cst, secret_of, time_text
 from hipgate.simulator.contract import Contract, load_contract
 from hipgate.simulator.faults import Fault, FaultBook
-from hipgate.simulator.ledger import Ledger, ledger_summary
+from hipgate.simulator.ledger import Ledger, day_records, ledger_summary
 from hipgate.simulator.server import Platform, tls_context
 
 log = logging.getLogger("hipgate.simulator")
@@ -107,6 +107,10 @@ class Simulator:
     def summary(self) -> dict[str, Any]:
         with self.env.ledger.read() as conn:
             return ledger_summary(conn)
+
+    def day_records(self, record_type: str, day: str) -> list[dict[str, Any]]:
+        with self.env.ledger.read() as conn:
+            return day_records(conn, record_type, day)
 
     def files(self) -> list[dict[str, Any]]:
         with self.env.ledger.read() as conn:

@@ -21,6 +21,10 @@ senders:                                        # who may call, one entry per ce
   - {sender_code: "44000002", cainfo: "3F9D", signtype: ECDSA, public: mw2-sign.crt,
      infnos: ["4101", "9101", "9102", "9103"], revoked: false}
 ```
+
+`public` is a PEM public key or certificate; `infnos` limits the transactions a sender may call (else
+-1004); `revoked: true` refuses its certificate (-1102). Several entries may share a sender_code (several
+certificates). The admin host must be a loopback address (refused otherwise).
 """
 
 from __future__ import annotations

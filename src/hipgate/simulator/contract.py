@@ -56,7 +56,7 @@ class Contract:
 
     def record_problem(self, record_type: str, record: Any) -> tuple[str, str] | None:
         """(element, reason) of the first thing wrong with one record, or None."""
-        violations = validate_record(record_type, record, self.dataset)
+        violations = validate_record(self.dataset.record_type(record_type), record, self.dataset)
         if not violations:
             return None
         return violations[0].path, reasons(violations[:3])[:1000]

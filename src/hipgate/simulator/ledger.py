@@ -9,7 +9,7 @@ Tables (schema version in meta):
             without sign, the reply's bytes and status; the idempotency store
   requests  every request, processed or not: time, infno, msgid, HTTP status, infcode, the fault that hit it
   records   every accepted record, one row per (record type, key): updt_time, day, fingerprint, the
-            canonical bytes (zlib), how it came (4101 msgid or history file), versions replaced,
+            canonical bytes of its normal form (zlib), how it came (4101 msgid or history file), versions replaced,
             duplicates received, reversal
   files     every history file: upload_id, name, size, SHA-256, chunking, file_qry_no, parse results
   chunks    confirmed chunks: upload_id, index, SHA-256, size
@@ -20,6 +20,8 @@ Tables (schema version in meta):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import threading
 import zlib
@@ -31,10 +33,9 @@ from typing import Any
 
 from hipgate.exchange.fingerprint import (
     FINGERPRINT_VERSION,
-    canonical,
     key_text,
+    record_bytes,
     record_day,
-    record_fingerprint,
     summarise,
 )
 
@@ -195,7 +196,8 @@ def store_record(
     key = {k: record[k] for k in key_elements}
     rec_key = key_text(key)
     updt_time = str(record["updt_time"])
-    fingerprint = record_fingerprint(record)
+    body = record_bytes(record)  # the normal form: nulls dropped, items in canonical order
+    fingerprint = hashlib.sha256(body).hexdigest()
     held = conn.execute(
         "SELECT updt_time, fingerprint, reversed_at FROM records WHERE record_type = ? AND rec_key = ?",
         (record_type, rec_key),
@@ -204,7 +206,7 @@ def store_record(
         updt_time,
         record_day(record, day_element),
         fingerprint,
-        zlib.compress(canonical(record)),
+        zlib.compress(body, 1),  # level 1: the ledger is written at the pace of a history file
         sender_code,
         msgid,
         file_qry_no,
@@ -263,17 +265,18 @@ def reverse_record(conn: sqlite3.Connection, record_type: str, key: Mapping[str,
     return "reversed"
 
 
-def held_record(conn: sqlite3.Connection, record_type: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The record as held (its canonical bytes, decoded), or None."""
-    import json
-
-    row = conn.execute(
-        "SELECT body FROM records WHERE record_type = ? AND rec_key = ?", (record_type, key_text(key))
-    ).fetchone()
-    return json.loads(zlib.decompress(row["body"])) if row else None
-
-
 # ---------------------------------------------------------------- the summary
+
+
+def day_records(conn: sqlite3.Connection, record_type: str, day: str) -> list[dict[str, Any]]:
+    """The records of one day and type, key by key: to find which record differs when a day's
+    fingerprint does not match the source's (reversed ones included, marked)."""
+    rows = conn.execute(
+        "SELECT rec_key, updt_time, fingerprint, reversed_at, msgid, file_qry_no, versions, duplicates FROM records"
+        " WHERE record_type = ? AND day = ? ORDER BY rec_key",
+        (record_type, day),
+    )
+    return [dict(r) | {"key": json.loads(r["rec_key"])} for r in rows]
 
 
 def ledger_summary(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -239,9 +239,12 @@ class Platform:
                 else:
                     gate.check_clock(envelope, env.config.clock_tolerance, received)
                     fault = env.faults.take("processing", infno, msgid)
+                    # What the handler is to do differently: answer 9103 with -1302, or re-serve acknowledged items.
                     extra: dict[str, Any] = {}
-                    if fault is not None:
-                        extra["checksum" if fault.kind == "checksum" else "reserve"] = fault.params.get("items", True)
+                    if fault is not None and fault.kind == "checksum":
+                        extra["checksum"] = True
+                    elif fault is not None and fault.kind == "duplicate_ack":
+                        extra["reserve"] = fault.params["items"]
                     outcome = self.handlers[infno](env, conn, envelope, received, extra)
                     status = 200
                     reply = self.reply_bytes(outcome.infcode, msgid, received, outcome)

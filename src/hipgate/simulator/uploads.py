@@ -31,7 +31,7 @@ from hipgate.simulator.context import Env, Outcome, now_cst, time_text
 from hipgate.simulator.ledger import store_record
 
 MAX_LINE = 64 << 20  # a settlement with 2000 items is well under 2 MiB
-BATCH = 500  # records stored per ledger transaction while reading a file
+BATCH = 200  # records per ledger transaction while reading a file: bounds memory, and how long 4101 waits
 BUFFER = 1 << 20
 
 
