@@ -5,11 +5,8 @@ the DDL creates the exchange tables in a real PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import exchange_samples as samples
-from helpers import free_port
 from hipgate.errors import UserError
 from hipgate.exchange import interface as ifc
 from hipgate.exchange.dataset import (
@@ -35,6 +31,7 @@ from hipgate.exchange.dataset import (
     serialise_record,
     validate_record,
 )
+from pg_cluster import AS_POSTGRES, PG_BIN, cluster
 
 ROOT = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -360,44 +357,16 @@ def test_the_ddl_quotes_every_identifier_and_keys_each_table(ds: Dataset) -> Non
         dataset_ddl(ds, schema='x"; DROP TABLE y; --')
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Callable[[str], subprocess.CompletedProcess[str]]]:
-    """A throwaway cluster owned by `postgres` in a temporary directory, on a loopback port; the server
-    is stopped by its PID afterwards. Skipped only where Debian's postgresql-15 binaries are absent."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("postgresql-15 not installed: scripts/setup --with-test-tools / 未安装 postgresql-15")
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the cluster as the postgres user / 需要 root")
-    base = Path(tempfile.mkdtemp(prefix="hipgate-ddl-"))
-    base.chmod(0o755)
-    subprocess.run(["chown", "postgres:postgres", str(base)], check=True)
-    user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*user, str(PG_BIN / "initdb"), "-D", str(base / "d"), "-A", "trust", "-E", "UTF8"],
-                   check=True, capture_output=True)  # fmt: skip
-    port = free_port()
-    server = subprocess.Popen(
-        [*user, str(PG_BIN / "postgres"), "-D", str(base / "d"), "-p", str(port), "-k", str(base),
-         "-c", "listen_addresses=127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    """A throwaway cluster (tests/pg_cluster.py); SQL runs through psql as `postgres`."""
 
-    def psql(sql: str) -> subprocess.CompletedProcess[str]:
-        cmd = [*user, str(PG_BIN / "psql"), "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port)]
+    def psql_on(port: int, sql: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*AS_POSTGRES, str(PG_BIN / "psql"), "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port)]
         return subprocess.run([*cmd, "-d", "postgres"], input=sql, capture_output=True, text=True)
 
-    try:
-        deadline = time.monotonic() + 30
-        while psql("SELECT 1").returncode != 0:
-            assert time.monotonic() < deadline, "PostgreSQL did not start"
-            time.sleep(0.2)
-        yield psql
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
+    with cluster("hipgate-ddl-", lambda port: psql_on(port, "SELECT 1").returncode == 0) as port:
+        yield lambda sql: psql_on(port, sql)
 
 
 def _insert(table: str, row: dict[str, Any]) -> str:
@@ -410,13 +379,16 @@ def test_the_ddl_creates_the_exchange_tables_in_postgresql(postgres, ds: Dataset
     made = postgres(dataset_ddl(ds))
     assert made.returncode == 0, made.stderr
     tables = postgres("SELECT table_name FROM information_schema.tables WHERE table_schema = 'exchange' ORDER BY 1")
-    assert tables.stdout.split() == sorted(rt.code for rt in ds.all_record_types())
+    inboxes = [rt.code + "_inbox" for rt in ds.records.values() if rt.direction == "both"]
+    assert tables.stdout.split() == sorted([rt.code for rt in ds.all_record_types()] + inboxes)
     setl = samples.example_record(ds.records["setl"], ds)
     items = setl.pop("setl_item")
     sql = _insert("setl", setl) + "".join(_insert("setl_item", {"setl_id": setl["setl_id"], **i}) for i in items)
     assert postgres(sql).returncode == 0
-    status = postgres('SELECT "hg_status", "hg_direction", "medfee_sumamt" FROM "exchange"."setl"')
-    assert status.stdout.strip() == "pending|upload|12.50"
+    # An upload table is the province's: its elements only, the middleware's state is elsewhere.
+    cols = postgres("SELECT column_name FROM information_schema.columns WHERE table_name = 'setl'")
+    assert not [c for c in cols.stdout.split() if c.startswith("hg_")]
+    assert postgres('SELECT "medfee_sumamt" FROM "exchange"."setl"').stdout.strip() == "12.50"
     again = postgres(_insert("setl", setl))
     assert again.returncode != 0 and "duplicate key" in again.stderr
     orphan = postgres(_insert("setl_item", {"setl_id": "NOPE", **items[0]}))
@@ -424,6 +396,8 @@ def test_the_ddl_creates_the_exchange_tables_in_postgresql(postgres, ds: Dataset
     too_long = postgres(_insert("setl", setl | {"setl_id": "S2", "certno": "1" * 51}))
     assert too_long.returncode != 0 and "too long" in too_long.stderr
     both = samples.example_record(ds.records["cross_visit"], ds)
-    assert postgres(_insert("cross_visit", both)).returncode != 0  # a two-way table needs its direction
-    assert postgres(_insert("cross_visit", both | {"hg_direction": "download"})).returncode == 0
+    assert postgres(_insert("cross_visit", both)).returncode == 0  # the upload table
+    assert postgres(_insert("cross_visit_inbox", both | {"hg_msgid": "x"})).returncode == 0  # downloads apart
+    received = postgres('SELECT "hg_acked_at" IS NULL, "hg_received_at" <= now() FROM "exchange"."cross_visit_inbox"')
+    assert received.stdout.strip() == "t|t"
     assert postgres('DELETE FROM "exchange"."setl"; SELECT count(*) FROM "exchange"."setl_item"').stdout.strip() == "0"

@@ -37,21 +37,19 @@ _DECIMAL = re.compile(r"decimal\(([0-9]+),([0-9]+)\)")
 MAX_PRECISION = 38
 SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
-# The middleware's own columns on each record type's table (never data elements: codes starting with
-# hg_ are refused in the dataset). Uploads go pending -> quarantined | sent -> accepted | duplicate |
-# rejected, and reversed after 9202; downloads are received, then acknowledged.
-STATUSES = (
-    "pending", "quarantined", "sent", "accepted", "duplicate", "rejected", "reversed", "received", "acknowledged",
-)  # fmt: skip
+# The middleware's own columns, only on the tables it writes: the download (inbox) tables. An upload
+# table belongs to the provincial platform and carries nothing but its elements: the middleware's state
+# about it (changes, outbox, quarantine, results) lives in the bookkeeping tables
+# (hipgate.exchange.bookkeeping), because a middleware UPDATE of an upload row would fire its own
+# change capture and send the record again, and would write into tables the province owns.
 BOOKKEEPING = {
-    "hg_status": "状态 / exchange status",
-    "hg_reason": "隔离原因或平台的 err_msg / quarantine reason or the platform's err_msg",
-    "hg_msgid": "最近一次携带该记录的报文ID / msgid of the last message that carried the record",
-    "hg_file_qry_no": "所在历史文件的文件查询号 / file query number of the history file that carried it",
-    "hg_direction": "方向 / direction (upload | download)",
-    "hg_created_at": "写入时间 / when the row was written",
-    "hg_updated_at": "状态更新时间 / when its status last changed",
+    "hg_received_at": "收到并保存的时间 / when the middleware stored it",
+    "hg_msgid": "下发该记录的下载报文ID / msgid of the download that carried it",
+    "hg_acked_at": "向国家平台确认接收的时间 / when its receipt was acknowledged to the platform",
 }
+# A record type exchanged both ways (cross_visit) has its upload table under its code and its inbox
+# under this suffix, so downloaded records are never captured as changes and sent back.
+INBOX_SUFFIX = "_inbox"
 
 
 @dataclass(frozen=True)
@@ -742,31 +740,32 @@ def _column(el: Element, required: bool | None = None) -> str:
     return f"  {_ident(el.code)} {column_type(el)} {null}"
 
 
-def table_ddl(rt: RecordType, ds: Dataset, schema: str = "exchange") -> str:
-    """CREATE TABLE (and its indexes and comments) for one record type or items type."""
+def inbox_table(rt: RecordType) -> str:
+    """The table downloads of record type rt are stored in: its own for a download type, `<code>_inbox`
+    for a type exchanged both ways."""
+    return rt.code + INBOX_SUFFIX if rt.direction == "both" else rt.code
+
+
+def table_ddl(rt: RecordType, ds: Dataset, schema: str = "exchange", inbox: bool | None = None) -> str:
+    """CREATE TABLE (and its indexes and comments) for one record type or items type: the upload table
+    (elements only), or with `inbox` (default: a download type) the inbox table with the middleware's
+    hg_* columns."""
     if not SCHEMA_NAME_RE.fullmatch(schema):
         raise ValueError(f"schema name {schema!r} is not a plain lower-case identifier")
-    table = f"{_ident(schema)}.{_ident(rt.code)}"
+    inbox = rt.direction == "download" if inbox is None else inbox
+    name = inbox_table(rt) if inbox else rt.code
+    table = f"{_ident(schema)}.{_ident(name)}"
     lines: list[str] = []
     parent = ds.records[rt.parent] if rt.parent else None
     if parent:
         lines += [_column(parent.element(code), True) for code in parent.key]
     lines += [_column(el) for el in rt.elements]
     key = [*(parent.key if parent else ()), *rt.key]
-    if not parent:
-        directions = ("upload", "download") if rt.direction == "both" else (rt.direction,)
-        default = "" if rt.direction == "both" else f" DEFAULT {_literal(rt.direction)}"
-        first_status = "received" if rt.direction == "download" else "pending"
+    if inbox and not parent:
         lines += [
-            f'  "hg_status" varchar(16) NOT NULL DEFAULT {_literal(first_status)}'
-            f' CHECK ("hg_status" IN ({", ".join(map(_literal, STATUSES))}))',
-            '  "hg_reason" text NULL',
+            '  "hg_received_at" timestamptz NOT NULL DEFAULT now()',
             '  "hg_msgid" varchar(64) NULL',
-            '  "hg_file_qry_no" varchar(64) NULL',
-            f'  "hg_direction" varchar(8) NOT NULL{default}'
-            f' CHECK ("hg_direction" IN ({", ".join(map(_literal, directions))}))',
-            '  "hg_created_at" timestamptz NOT NULL DEFAULT now()',
-            '  "hg_updated_at" timestamptz NOT NULL DEFAULT now()',
+            '  "hg_acked_at" timestamptz NULL',
         ]
     lines.append(f"  PRIMARY KEY ({', '.join(map(_ident, key))})")
     if parent:
@@ -776,25 +775,28 @@ def table_ddl(rt: RecordType, ds: Dataset, schema: str = "exchange") -> str:
         )
     out = [f"CREATE TABLE {table} (\n" + ",\n".join(lines) + "\n);"]
     if not parent:
-        out.append(f"CREATE INDEX {_ident(rt.code + '_cursor')} ON {table} ({_ident(rt.cursor or '')});")
+        out.append(f"CREATE INDEX {_ident(name + '_cursor')} ON {table} ({_ident(rt.cursor or '')});")
         partition = f"{_ident(rt.region or '')}, {_ident(rt.year or '')}"
-        out.append(f"CREATE INDEX {_ident(rt.code + '_partition')} ON {table} ({partition});")
-        out.append(f'CREATE INDEX {_ident(rt.code + "_status")} ON {table} ("hg_status");')
-    out.append(f"COMMENT ON TABLE {table} IS {_literal(rt.name_zh + ' / ' + rt.name_en)};")
+        out.append(f"CREATE INDEX {_ident(name + '_partition')} ON {table} ({partition});")
+    what = " (收件表 / inbox)" if inbox and rt.direction == "both" else ""
+    out.append(f"COMMENT ON TABLE {table} IS {_literal(rt.name_zh + ' / ' + rt.name_en + what)};")
     for el in rt.elements:
         out.append(f"COMMENT ON COLUMN {table}.{_ident(el.code)} IS {_literal(el.name_zh + ' / ' + el.name_en)};")
-    if not parent:
+    if inbox and not parent:
         for code, text in BOOKKEEPING.items():
             out.append(f"COMMENT ON COLUMN {table}.{_ident(code)} IS {_literal(text)};")
     return "\n".join(out) + "\n"
 
 
 def dataset_ddl(ds: Dataset, schema: str = "exchange") -> str:
-    """The whole exchange schema: CREATE SCHEMA, then every table (a record type before its items)."""
+    """The whole exchange schema: CREATE SCHEMA, then every table (a record type before its items, the
+    inboxes of two-way types last). The bookkeeping tables and triggers: hipgate.exchange.bookkeeping."""
     if not SCHEMA_NAME_RE.fullmatch(schema):
         raise ValueError(f"schema name {schema!r} is not a plain lower-case identifier")
     parts = [f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)};\n"]
     parts += [table_ddl(rt, ds, schema) for rt in ds.all_record_types()]
+    # A type exchanged both ways also gets its inbox (items never travel down: only settlements have them).
+    parts += [table_ddl(rt, ds, schema, inbox=True) for rt in ds.records.values() if rt.direction == "both"]
     return "\n".join(parts)
 
 

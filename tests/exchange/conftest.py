@@ -1,0 +1,193 @@
+"""Real parts for the middleware tests, all on 127.0.0.1: a PostgreSQL 15 cluster from Debian's binaries
+(one per session, a fresh database per test with the exchange tables and the bookkeeping), throwaway
+certificates, the national platform simulator and the relay in front of it. Every server is stopped by
+its own object or PID."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from hipgate.exchange import relay as relay_mod
+from hipgate.exchange.bookkeeping import bookkeeping_ddl
+from hipgate.exchange.dataset import Dataset, dataset_ddl, load_dataset
+from hipgate.exchange.incremental import Exchange
+from hipgate.exchange.interface import Interface, load_interface
+from hipgate.exchange.platform_client import RelayClient, RetryPolicy
+from pg_cluster import cluster
+from simulator_helpers import SENDER, SENDER_CAINFO, running
+
+MW_NAME = "middleware-1.hipgate.test"
+
+
+@pytest.fixture(scope="session")
+def ds() -> Dataset:
+    return load_dataset()
+
+
+@pytest.fixture(scope="session")
+def iface() -> Interface:
+    return load_interface()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[dict[str, Any]]:
+    with cluster("hipgate-mw-pg-", _accepts, "max_connections=60") as port:
+        yield {"port": port, "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname=postgres"}
+
+
+_DB = itertools.count(1)
+
+
+@pytest.fixture
+def exchange_db(pg_cluster: dict[str, Any], ds: Dataset) -> Iterator[str]:
+    """A fresh database with the exchange tables and the bookkeeping; its conninfo."""
+    name = f"exchange_{os.getpid()}_{next(_DB)}"
+    with psycopg.connect(pg_cluster["conninfo"], autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    conninfo = f"host=127.0.0.1 port={pg_cluster['port']} user=postgres dbname={name}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(dataset_ddl(ds))
+        conn.execute(bookkeeping_ddl(ds))
+        conn.execute(bookkeeping_ddl(ds))  # idempotent: applied on every deploy
+    yield conninfo
+    with psycopg.connect(pg_cluster["conninfo"], autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------- certificates
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@dataclass
+class CA:
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    path: Path
+
+    def issue(self, directory: Path, cn: str, ip: str | None = None) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        sans: list[x509.GeneralName] = [x509.DNSName(cn)]
+        if ip:
+            sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
+        cert = (
+            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )  # fmt: skip
+        crt, pem = directory / f"{cn}.crt", directory / f"{cn}.key"
+        crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        pem.write_bytes(_pem_key(key))
+        return crt, pem
+
+
+def make_ca(directory: Path, cn: str) -> CA:
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    path = directory / f"{cn}.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return CA(key, cert, path)
+
+
+# ---------------------------------------------------------------- simulator and relay
+
+
+@dataclass
+class Stack:
+    sim: Any
+    keys: Any
+    relay: relay_mod.RelayServer
+    relay_config: Path
+    relay_port: int
+    ca: CA
+    client_cert: tuple[Path, Path]
+    directory: Path
+
+    def client(self, attempts: int = 4, **kw: Any) -> RelayClient:
+        return RelayClient(f"https://127.0.0.1:{self.relay_port}", self.ca.path, *self.client_cert,
+                           timeout=kw.pop("timeout", 30), policy=RetryPolicy(attempts=attempts, base=0.05, cap=0.5),
+                           **kw)  # fmt: skip
+
+    def exchange(self, conninfo: str, ds: Dataset, iface: Interface, **kw: Any) -> Exchange:
+        conn = psycopg.connect(conninfo)
+        return Exchange(conn, self.client(), ds, iface, SENDER, **kw)
+
+
+def write_relay_config(directory: Path, sim_port: int, ca: CA, **platform: Any) -> Path:
+    relay_cert = ca.issue(directory, "frontend.hipgate.test", "127.0.0.1")
+    doc = {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "tls": {"cert": str(relay_cert[0]), "key": str(relay_cert[1]), "client_ca": str(ca.path),
+                "allowed_clients": [MW_NAME]},
+        "platform": {"url": f"https://127.0.0.1:{sim_port}", "ca": str(directory / "sim" / "server.crt"),
+                     "signtype": "ECDSA", "public_key": str(directory / "platform.pub"), "timeout": 30, **platform},
+        "signing": {"signtype": "SM2", "key": str(directory / "sim" / "sender1.key"), "cainfo": SENDER_CAINFO},
+    }  # fmt: skip
+    path = directory / "relay.json"
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def start_stack(directory: Path) -> Iterator[Stack]:
+    for sim, keys, _cafile in running(directory / "sim"):
+        pub = keys.platform_public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (directory / "platform.pub").write_bytes(pub)
+        ca = make_ca(directory / "pki", "hipgate-test-ca")
+        client_cert = ca.issue(directory / "pki", MW_NAME)
+        config = write_relay_config(directory, sim.platform.port, ca)
+        server = relay_mod.serve(relay_mod.load_relay_config(config))
+        try:
+            yield Stack(sim, keys, server, config, server.server_address[1], ca, client_cert, directory)
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    yield from start_stack(tmp_path)
