@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -466,41 +466,25 @@ def _record(
     problems += more
     problems += _key_problems(file, "key", doc["key"], elements)
     by_code = {el.code: el for el in elements}
-    cursor = doc["cursor"]
-    problems += _named(file, "cursor", [cursor], elements, ("游标", "cursor element"))
-    if cursor in by_code and (by_code[cursor].kind != "datetime" or not by_code[cursor].required):
-        problems.append(
-            _p(
-                f"{file}: cursor",
-                f"游标数据元 {cursor!r} 须为必填的 datetime。",
-                f"cursor element {cursor!r} must be a required datetime.",
-                "用 updt_time（数据更新时间，datetime，必填）。",
-                "use updt_time (last update time, a required datetime).",
-            )
-        )
-    region, year = doc["partition"]["region"], doc["partition"]["year"]
-    problems += _named(file, "partition.region", [region], elements, ("分区区划", "partition division"))
-    problems += _named(file, "partition.year", [year], elements, ("分区年度", "partition year"))
-    if region in by_code and (by_code[region].codeset != "admdvs" or not by_code[region].required):
-        problems.append(
-            _p(
-                f"{file}: partition.region",
-                f"分区区划 {region!r} 须为必填且取自代码集 admdvs。",
-                f"partition division {region!r} must be required and draw from code set admdvs.",
-                "选用医保区划数据元，如 mdtrtarea_admvs。",
-                "choose a division element such as mdtrtarea_admvs.",
-            )
-        )
-    if year in by_code and (by_code[year].kind not in ("date", "datetime") or not by_code[year].required):
-        problems.append(
-            _p(
-                f"{file}: partition.year",
-                f"分区年度 {year!r} 须为必填的 date 或 datetime。",
-                f"partition year {year!r} must be a required date or datetime.",
-                "选用如 setl_time 的时间数据元。",
-                "choose a time element such as setl_time.",
-            )
-        )
+    cursor, region, year = doc["cursor"], doc["partition"]["region"], doc["partition"]["year"]
+    # (field, element it names, what that element must be, problem zh/en, fix zh/en)
+    roles: list[tuple[str, str, Callable[[Element], bool], str, str, str, str]] = [
+        ("cursor", cursor, lambda el: el.kind == "datetime",
+         "游标数据元 {!r} 须为必填的 datetime。", "cursor element {!r} must be a required datetime.",
+         "用 updt_time（数据更新时间，datetime，必填）。", "use updt_time (last update time, a required datetime)."),
+        ("partition.region", region, lambda el: el.codeset == "admdvs",
+         "分区区划 {!r} 须为必填且取自代码集 admdvs。",
+         "partition division {!r} must be required and draw from code set admdvs.",
+         "选用医保区划数据元，如 mdtrtarea_admvs。", "choose a division element such as mdtrtarea_admvs."),
+        ("partition.year", year, lambda el: el.kind in ("date", "datetime"),
+         "分区年度 {!r} 须为必填的 date 或 datetime。", "partition year {!r} must be a required date or datetime.",
+         "选用如 setl_time 的时间数据元。", "choose a time element such as setl_time."),
+    ]  # fmt: skip
+    for field_path, code, fits, zh, en, fix_zh, fix_en in roles:
+        problems += _named(file, field_path, [code], elements, ("该项", field_path))
+        el = by_code.get(code)
+        if el is not None and not (el.required and fits(el)):
+            problems.append(_p(f"{file}: {field_path}", zh.format(code), en.format(code), fix_zh, fix_en))
     items = None
     if "items" in doc:
         it = doc["items"]
