@@ -6,10 +6,13 @@ import os
 import pty
 import select
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +124,67 @@ def on_terminal(argv: list[str], answers: list[str]) -> tuple[int, str]:
             typed += 1
     os.close(master)
     return proc.wait(timeout=60), screen.decode(errors="replace")
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server this test started, by its PID: SIGTERM, then SIGKILL after 20 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def postgres_cluster(auth_local: str = "peer", settings: Sequence[str] = ()) -> Iterator[dict]:
+    """A throwaway PostgreSQL 15 cluster (Debian's postgresql-15 binaries) in a temporary directory, run
+    as the unprivileged `postgres` user (as yourself when not root), on a loopback port and a socket in
+    that directory; stopped by PID and removed afterwards. `settings` are `-c name=value` for the
+    server; "{base}" in them is the cluster's directory. Yields base, sock, port and `as_pg`, the
+    prefix that runs a command as the cluster's owner."""
+    # Outside pytest's 0700 temporary tree, which the postgres user cannot enter.
+    base = Path(tempfile.mkdtemp(prefix="hipgate-pg-"))
+    base.chmod(0o755)
+    data, sock = base / "data", base / "sock"
+    sock.mkdir(mode=0o700)
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_pg:
+        subprocess.run(["chown", "-R", "postgres:postgres", str(base)], check=True)
+    proc = None
+    try:
+        subprocess.run(
+            [
+                *as_pg,
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                f"--auth-local={auth_local}",
+                "--auth-host=scram-sha-256",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        extra = [a for setting in settings for a in ("-c", setting.format(base=base))]
+        proc = subprocess.Popen(
+            [*as_pg, str(PG_BIN / "postgres"), "-D", str(data), "-k", str(sock), "-p", str(port),
+             "-c", "listen_addresses=127.0.0.1", *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(100):
+            ok = subprocess.run(
+                [*as_pg, str(PG_BIN / "pg_isready"), "-h", str(sock), "-p", str(port)], capture_output=True
+            )
+            if ok.returncode == 0:
+                break
+            time.sleep(0.1)
+        yield {"base": base, "sock": sock, "port": port, "as_pg": tuple(as_pg), "proc": proc}
+    finally:
+        if proc is not None:
+            stop(proc)
+        shutil.rmtree(base, ignore_errors=True)

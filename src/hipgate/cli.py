@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -161,6 +162,122 @@ def lab_ssh(ctx: typer.Context, host: str, name: LabName = DEFAULT_LAB) -> None:
         )
     lab.host(host)
     os.execvp("ssh", ["ssh", "-F", str(artifacts.ssh_config_path(lab)), host, *ctx.args])
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in text.replace(" ", ",").split(",") if w]
+
+
+def _years(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in _words(text))
+    except ValueError:
+        raise fail(
+            "--years",
+            f"年度应为逗号分隔的整数：{text!r}。",
+            f"years are comma-separated integers: {text!r}.",
+            "例如 --years 2023,2024",
+            "for example --years 2023,2024",
+        ) from None
+
+
+@lab_app.command("seed-data")
+def lab_seed_data(
+    name: LabName = DEFAULT_LAB,
+    seed: Annotated[int, typer.Option(help="随机种子（同一种子，同样的数据）/ seed: same seed, same data")] = 1,
+    regions: Annotated[
+        str, typer.Option(help="地市医保区划，逗号分隔 / prefecture divisions, comma-separated")
+    ] = "440100,440300,440600",
+    years: Annotated[str, typer.Option(help="年度，逗号分隔 / years, comma-separated")] = "2023,2024",
+    records_per_region_year: Annotated[
+        int, typer.Option(help="每个区划每年每种记录的条数 / records per region, year and record type")
+    ] = 10_000,
+    bad_share: Annotated[float, typer.Option(help="故意错误记录的比例 / share of deliberately bad records")] = 0.01,
+    record_types: Annotated[str, typer.Option(help="记录类型 / record types (setl, cross_visit, test_psn)")] = (
+        "setl,cross_visit"
+    ),
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="写入本地文件而不载入实验环境 / write a local file instead of the lab")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="copy（psql COPY 脚本）或 jsonl / copy (psql COPY script) or jsonl")
+    ] = "copy",
+    manifest_path: Annotated[
+        Path | None, typer.Option("--manifest", help="坏记录清单文件 / manifest of the bad records")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只生成并计数，不写出 / generate and count only")] = False,
+    create_tables: Annotated[
+        bool, typer.Option("--create-tables", help="先建交换表（数据集 DDL）/ create the exchange tables first")
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="先删除同一分区的已有数据 / delete the same partitions first")
+    ] = False,
+    database: Annotated[str, typer.Option(help="数据库主机上的库名 / database on the database host")] = "exchange",
+) -> None:
+    """生成合成交换数据（可复现）并载入实验环境数据库，或写入本地文件 / fill the exchange tables with
+    reproducible synthetic records (or write them to a local file), with a manifest of the bad ones."""
+    import time
+
+    from hipgate.exchange.seed import run
+
+    if fmt not in ("copy", "jsonl"):
+        raise fail(
+            "--format", f"未知格式 {fmt!r}。", f"unknown format {fmt!r}.", "用 copy 或 jsonl。", "use copy or jsonl."
+        )
+    if fmt == "jsonl" and out_file is None and not dry_run:
+        raise fail(
+            "--format jsonl",
+            "JSON Lines 只能写入本地文件（数据库用 COPY）。",
+            "JSON Lines go to a local file only (the database takes COPY).",
+            "加 --out FILE，或去掉 --format jsonl。",
+            "add --out FILE, or drop --format jsonl.",
+        )
+    to_tables = fmt == "copy"
+    plan = run.Plan(
+        seed=seed, regions=tuple(_words(regions)), years=_years(years), per_region_year=records_per_region_year,
+        bad_share=bad_share, record_types=tuple(_words(record_types)), storable_only=to_tables,
+    )  # fmt: skip
+    run.check_plan(plan)
+    manifest_to = manifest_path or run.default_manifest(out_file, name)
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+    started = time.monotonic()
+    with run.manifest_file(manifest_to, plan) as manifest, bar:
+        task = bar.add_task("生成 / generating", total=plan.total)
+
+        def counted(pieces: Iterator[bytes]) -> Iterator[bytes]:
+            for piece in pieces:
+                bar.update(task, completed=sum(manifest.records.values()))
+                yield piece
+
+        if fmt == "jsonl":
+            pieces = run.jsonl(plan, manifest)
+        else:
+            pieces = run.script(plan, manifest, create_tables=create_tables, replace=replace)
+        if dry_run:
+            size = sum(len(p) for p in counted(pieces))
+            where = "（试运行，未写出）/ (dry run, nothing written)"
+        elif out_file is not None:
+            with run.open_output(out_file) as f:
+                size = run.ship(counted(pieces), f)
+            where = str(out_file)
+        else:
+            with run.lab_database_sink(name, database) as sink:
+                size = run.ship(counted(pieces), sink)
+            where = f"lab {name}: database/{database}"
+        bar.update(task, completed=sum(manifest.records.values()))
+    seconds = time.monotonic() - started
+    summary = manifest.summary()
+    made = sum(summary["records"].values())
+    n_bad = sum(summary["bad"].values())
+    out.print(
+        f"{made} 条记录（其中故意错误 {n_bad} 条），{size / 1e6:.1f} MB，{seconds:.1f} 秒 → {where}\n"
+        f"{made} records ({n_bad} deliberately bad), {size / 1e6:.1f} MB in {seconds:.1f} s → {where}"
+    )
+    for key, n in summary["bad"].items():
+        out.print(f"  {key}: {n}")
+    out.print(f"  manifest: {manifest_to}")
 
 
 @inv_app.command("check")

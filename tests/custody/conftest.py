@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ import hvac
 import pytest
 import requests
 
-from helpers import CUSTODIANS, free_port
+from helpers import CUSTODIANS, free_port, postgres_cluster, stop
 from hipgate.custody import vault
 
 BAO = Path(sys.executable).parent / "bao"
@@ -69,58 +66,15 @@ def bao(tmp_path: Path) -> Iterator[dict]:
         stop(proc)
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)  # by PID: the server this fixture started
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
 def pg() -> Iterator[dict]:
     """A PostgreSQL 15 cluster run as `postgres` from a temporary directory: local socket for the
     superuser (peer), TCP on loopback with scram for password logins."""
-    # Outside pytest's 0700 temporary tree, which the postgres user cannot enter; removed afterwards.
-    base = Path(tempfile.mkdtemp(prefix="hipgate-pg-"))
-    base.chmod(0o755)
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    subprocess.run(["chown", "-R", "postgres:postgres", str(base)], check=True)
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "--auth-local=peer", "--auth-host=scram-sha-256"],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *as_pg,
-            *(str(PG_BIN / "postgres"), "-D", str(data), "-k", str(sock), "-p", str(port)),
-            *("-c", "listen_addresses=127.0.0.1", "-c", "log_statement=all"),
-            *("-c", "logging_collector=on", "-c", f"log_directory={base}/log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            ok = subprocess.run(
-                [*as_pg, str(PG_BIN / "pg_isready"), "-h", str(sock), "-p", str(port)], capture_output=True
-            )
-            if ok.returncode == 0:
-                break
-            time.sleep(0.1)
-        superuser = [*as_pg, "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", str(sock), "-p", str(port), "-f", "-"]
-        yield {"port": port, "superuser": tuple(superuser), "log_dir": base / "log"}
-    finally:
-        stop(proc)
-        shutil.rmtree(base, ignore_errors=True)
+    settings = ("log_statement=all", "logging_collector=on", "log_directory={base}/log")
+    with postgres_cluster("peer", settings) as cluster:
+        sock, port = cluster["sock"], cluster["port"]
+        superuser = [*cluster["as_pg"], "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", str(sock), "-p", str(port)]
+        yield {"port": port, "superuser": (*superuser, "-f", "-"), "log_dir": cluster["base"] / "log"}
 
 
 @pytest.fixture
