@@ -1,9 +1,10 @@
 """Records into the exchange tables: PostgreSQL COPY text, streamed in constant memory.
 
-The column order is the DDL's (hipgate.exchange.dataset.table_ddl): a record type's elements, then the
-bookkeeping column hg_direction (the rest keep their defaults); an items table's parent key, then its
-elements. A record type with items is written in batches, each batch's records then their items (the
-items' foreign key wants the record first), so memory holds one batch's item rows, never the data set:
+The column order is the DDL's (hipgate.exchange.dataset.table_ddl): a record type's elements (an upload
+table holds nothing else: the middleware keeps its state in its bookkeeping tables); an items table's
+parent key, then its elements. A record type with items is written in batches, each batch's records then
+their items (the items' foreign key wants the record first), so memory holds one batch's item rows, never
+the data set:
 
 - `copy_text(records, table)`: one table's rows as COPY text (for `psql -c "COPY … FROM STDIN"`);
 - `copy_script(records, record_type)`: a psql script of COPY blocks for the record type and its items
@@ -50,7 +51,7 @@ def copy_columns(rt: RecordType, ds: Dataset) -> tuple[str, ...]:
     """The columns a COPY of this record type (or items type) fills, in the DDL's order."""
     if rt.parent:
         return (*ds.records[rt.parent].key, *rt.codes)
-    return (*rt.codes, "hg_direction")
+    return tuple(rt.codes)
 
 
 def copy_statement(rt: RecordType, ds: Dataset, schema: str = "exchange") -> str:
@@ -85,20 +86,18 @@ def _row(values: list[Any]) -> str:
 class _Layout:
     rt: RecordType
     codes: tuple[str, ...]
-    direction: str
     items: RecordType | None
     item_codes: tuple[str, ...]
     parent_key: tuple[str, ...]
 
 
 def _layout(rt: RecordType) -> _Layout:
-    direction = "upload" if rt.direction in ("upload", "both") else "download"
     items = rt.items
-    return _Layout(rt, rt.codes, direction, items, items.codes if items else (), rt.key)
+    return _Layout(rt, rt.codes, items, items.codes if items else (), rt.key)
 
 
 def _top_line(lay: _Layout, rec: Mapping[str, Any]) -> str:
-    return _row([*(rec.get(c) for c in lay.codes), lay.direction])
+    return _row([rec.get(c) for c in lay.codes])
 
 
 def _item_lines(lay: _Layout, rec: Mapping[str, Any]) -> list[str]:
