@@ -15,7 +15,7 @@ import sys
 import tracemalloc
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from hypothesis import given, settings
@@ -361,6 +361,33 @@ def test_dry_run_and_local_outputs_from_the_cli(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode == 2 and "region 110000" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_lab_sink_is_psql_as_postgres_on_the_database_host_over_the_labs_ssh(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Nothing but the checked database name varies in the remote command line; the stream is stdin."""
+    from hipgate.lab import manager, topology
+
+    lab = topology.build_lab("seedtest", 7, [("database", ("database",)), ("frontend", ("frontend",))])
+    monkeypatch.setattr(manager, "load", lambda name: lab if name == "seedtest" else None)
+    seen: list[list[str]] = []
+
+    def fake_piped(argv: list[str], what: str) -> IO[bytes]:
+        seen.append(argv)
+        return (tmp_path / "sink").open("wb")  # a file is its own context manager
+
+    monkeypatch.setattr(run, "piped", fake_piped)
+    with run.lab_database_sink("seedtest") as sink:
+        sink.write(b"COPY ...")
+    assert seen == [[
+        "ssh", "-F", str(lab.directory / "ssh_config"), "database",
+        "sudo -n runuser -u postgres -- psql -X -q -d exchange -v ON_ERROR_STOP=1 --single-transaction -f -",
+    ]]  # fmt: skip
+    with pytest.raises(UserError):
+        run.lab_database_sink("nolab").__enter__()
+    with pytest.raises(ValueError):
+        run.lab_database_sink("seedtest", "exchange; reboot").__enter__()
 
 
 # ---------------------------------------------------------------- a real PostgreSQL

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from hipgate.exchange.dataset import Dataset, RecordType, dataset_ddl, load_dataset
@@ -71,7 +72,7 @@ def _field(value: Any) -> str:
     raise TypeError(f"no COPY text for a {type(value).__name__}")
 
 
-def _row(values: list[Any]) -> str:
+def _row(values: tuple[Any, ...]) -> str:
     """One COPY text line. Fast path: all strings, none with a tab, newline, CR or backslash in it."""
     try:
         line = "\t".join(values)
@@ -90,6 +91,14 @@ class _Layout:
     item_codes: tuple[str, ...]
     parent_key: tuple[str, ...]
 
+    def values(self, rec: Mapping[str, Any], codes: tuple[str, ...]) -> tuple[Any, ...]:
+        """The record's values of `codes` (None where absent), by itemgetter when none is absent."""
+        try:
+            got = itemgetter(*codes)(rec)
+        except KeyError:
+            return tuple(rec.get(c) for c in codes)
+        return got if len(codes) > 1 else (got,)
+
 
 def _layout(rt: RecordType) -> _Layout:
     items = rt.items
@@ -97,14 +106,14 @@ def _layout(rt: RecordType) -> _Layout:
 
 
 def _top_line(lay: _Layout, rec: Mapping[str, Any]) -> str:
-    return _row([rec.get(c) for c in lay.codes])
+    return _row(lay.values(rec, lay.codes))
 
 
 def _item_lines(lay: _Layout, rec: Mapping[str, Any]) -> list[str]:
     assert lay.items is not None
-    children = rec.get(lay.items.code) or ()
-    parent = [rec.get(c) for c in lay.parent_key]
-    return [_row([*parent, *(child.get(c) for c in lay.item_codes)]) for child in children]
+    parent = lay.values(rec, lay.parent_key)
+    codes = lay.item_codes
+    return [_row(parent + lay.values(child, codes)) for child in rec.get(lay.items.code) or ()]
 
 
 def copy_blocks(

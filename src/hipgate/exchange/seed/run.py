@@ -219,8 +219,8 @@ def piped(argv: list[str], what: str) -> Iterator[IO[bytes]]:
                 what,
                 f"载入失败（退出码 {rc}）：{tail}",
                 f"loading failed (exit {rc}): {tail}",
-                "检查交换表是否存在（可加 --create-tables），或用 --replace 替换已有的同一分区数据。",
-                "check that the exchange tables exist (--create-tables makes them), or --replace the partitions.",
+                "检查数据库与交换表是否存在（--create-tables 建表），或用 --replace 替换已有的同一分区数据。",
+                "check the database and its exchange tables exist (--create-tables makes the tables), or --replace.",
             )
 
 
