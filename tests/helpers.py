@@ -140,7 +140,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def postgres_cluster(auth_local: str = "peer", settings: Sequence[str] = ()) -> Iterator[dict]:
+def postgres_cluster(
+    auth_local: str = "peer", settings: Sequence[str] = (), auth_host: str = "scram-sha-256"
+) -> Iterator[dict]:
     """A throwaway PostgreSQL 15 cluster (Debian's postgresql-15 binaries) in a temporary directory, run
     as the unprivileged `postgres` user (as yourself when not root), on a loopback port and a socket in
     that directory; stopped by PID and removed afterwards. `settings` are `-c name=value` for the
@@ -163,7 +165,7 @@ def postgres_cluster(auth_local: str = "peer", settings: Sequence[str] = ()) -> 
                 "-D",
                 str(data),
                 f"--auth-local={auth_local}",
-                "--auth-host=scram-sha-256",
+                f"--auth-host={auth_host}",
             ],
             check=True,
             capture_output=True,

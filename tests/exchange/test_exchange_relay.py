@@ -8,10 +8,10 @@ import ssl
 from pathlib import Path
 
 import pytest
+from certs_mw import make_ca
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import make_ca
 from hipgate.errors import UserError
 from hipgate.exchange import relay as relay_mod
 from hipgate.exchange import run as run_mod
