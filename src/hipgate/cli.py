@@ -16,6 +16,7 @@ from rich.table import Table
 from hipgate import __version__
 from hipgate.cli_backup import backup_app, handover_app
 from hipgate.cli_custody import custody_app
+from hipgate.cli_exchange import exchange_app
 from hipgate.cli_preflight import preflight_app
 from hipgate.errors import UserError, fail
 from hipgate.inventory import load_inventory
@@ -35,6 +36,7 @@ app.add_typer(custody_app, name="custody")
 app.add_typer(backup_app, name="backup")
 app.add_typer(handover_app, name="handover")
 app.add_typer(preflight_app, name="preflight")
+app.add_typer(exchange_app, name="exchange")
 # soft_wrap: never break file paths in messages users copy from.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -213,6 +215,14 @@ def lab_seed_data(
         bool, typer.Option("--replace", help="先删除同一分区的已有数据 / delete the same partitions first")
     ] = False,
     database: Annotated[str, typer.Option(help="数据库主机上的库名 / database on the database host")] = "exchange",
+    capture: Annotated[
+        bool,
+        typer.Option(
+            "--capture/--no-capture",
+            help="记录变更供增量上传；--no-capture 作为中间件上线前的历史数据载入 / capture the rows for the "
+            "incremental upload; --no-capture loads them as history that predates the middleware",
+        ),
+    ] = True,
 ) -> None:
     """生成合成交换数据（可复现）并载入实验环境数据库，或写入本地文件 / fill the exchange tables with
     reproducible synthetic records (or write them to a local file), with a manifest of the bad ones."""
@@ -254,7 +264,7 @@ def lab_seed_data(
         if fmt == "jsonl":
             pieces = run.jsonl(plan, manifest)
         else:
-            pieces = run.script(plan, manifest, create_tables=create_tables, replace=replace)
+            pieces = run.script(plan, manifest, create_tables=create_tables, replace=replace, capture=capture)
         if dry_run:
             size = sum(len(p) for p in counted(pieces))
             where = "（试运行，未写出）/ (dry run, nothing written)"

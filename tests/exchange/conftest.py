@@ -112,8 +112,9 @@ def write_relay_config(directory: Path, sim_port: int, ca: CA, **platform: Any) 
     return path
 
 
-def start_stack(directory: Path) -> Iterator[Stack]:
-    for sim, keys, _cafile in running(directory / "sim"):
+def start_stack(directory: Path, **sim_config: Any) -> Iterator[Stack]:
+    """The simulator (its config overridden by `sim_config`) and the relay in front of it."""
+    for sim, keys, _cafile in running(directory / "sim", **sim_config):
         pub = keys.platform_public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -132,3 +133,9 @@ def start_stack(directory: Path) -> Iterator[Stack]:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     yield from start_stack(tmp_path)
+
+
+@pytest.fixture
+def anomalous_stack(tmp_path: Path) -> Iterator[Stack]:
+    """The stack whose simulator files an anomaly for every record it accepts (anomaly_share 1)."""
+    yield from start_stack(tmp_path, anomaly_share=1.0)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from helpers_mw import insert_setl, platform_summary, source_summary
 
-from hipgate.exchange import history
+from hipgate.exchange import history, source
 from hipgate.exchange.dataset import validate_record
 from simulator_helpers import setl_record
 
@@ -105,3 +105,7 @@ def test_upload_resumes_from_the_confirmed_chunks_and_never_resends(stack, fille
     expected = [d for d in source_summary(filled, ds, exclude={setl_record(COUNT + 3)["setl_id"]})
                 if d["day"].startswith("2023")]  # fmt: skip
     assert platform_summary(stack.sim) == expected
+    # The middleware's own account of what the platform should hold (`run source-summary`) agrees.
+    ex = _ex(stack, filled, ds, iface)
+    assert source.source_summary(ex, "440106", 2023)["days"] == expected
+    ex.conn.close()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 SCENARIOS = sorted(p.parents[2] for p in ROLES.glob("*/molecule/default/molecule.yml"))
@@ -33,10 +34,32 @@ def test_molecule_scenario(role: Path) -> None:
     assert "failed" not in (passed.group(0) if passed else "")
 
 
+def _converged_roles(scenario: Path) -> set[str]:
+    """Roles a scenario's converge applies, with their meta dependencies."""
+    text = (scenario / "molecule" / "default" / "converge.yml").read_text()
+    found = set(re.findall(r"(?:role|name): ([a-z_]+)\n", text)) & {p.name for p in ROLES.iterdir()}
+    todo = list(found)
+    while todo:
+        meta = yaml.safe_load((ROLES / todo.pop() / "meta" / "main.yml").read_text()) or {}
+        for dep in meta.get("dependencies") or []:
+            name = dep["role"] if isinstance(dep, dict) else dep
+            if name not in found:
+                found.add(name)
+                todo.append(name)
+    return found
+
+
 def test_every_role_has_a_scenario_and_argument_specs() -> None:
     roles = sorted(p for p in ROLES.iterdir() if p.is_dir())
     assert roles
     for role in roles:
         assert (role / "meta" / "argument_specs.yml").is_file(), role.name
-        assert (role / "molecule" / "default" / "molecule.yml").is_file(), role.name
         assert (role / "defaults" / "main.yml").is_file(), role.name
+        if (role / "molecule" / "default" / "molecule.yml").is_file():
+            continue
+        # Or it shares another role's scenario (one lab for both), which must really converge it.
+        shared = role / "molecule" / "shared.yml"
+        assert shared.is_file(), f"{role.name}: no molecule scenario"
+        host_scenario = ROLES / yaml.safe_load(shared.read_text())["scenario"]
+        assert (host_scenario / "molecule" / "default" / "molecule.yml").is_file(), role.name
+        assert role.name in _converged_roles(host_scenario), f"{role.name} is not converged by {host_scenario.name}"

@@ -348,7 +348,7 @@ def test_the_dataset_and_the_document_refuse_the_same_element(
 
 def test_the_ddl_quotes_every_identifier_and_keys_each_table(ds: Dataset) -> None:
     ddl = dataset_ddl(ds)
-    assert 'CREATE TABLE "exchange"."setl" (' in ddl
+    assert 'CREATE TABLE IF NOT EXISTS "exchange"."setl" (' in ddl
     assert 'PRIMARY KEY ("setl_id", "feedetl_sn")' in ddl
     assert 'PRIMARY KEY ("mdtrtarea_admvs", "setl_id")' in ddl
     assert '"medfee_sumamt" numeric(16,2) NOT NULL' in ddl and '"enddate" date NULL' in ddl

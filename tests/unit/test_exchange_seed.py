@@ -28,6 +28,7 @@ from helpers import PG_BIN, ROOT, postgres_cluster
 from hipgate.cli import app
 from hipgate.errors import UserError
 from hipgate.exchange import interface as ifc
+from hipgate.exchange.bookkeeping import bookkeeping_ddl
 from hipgate.exchange.dataset import Dataset, dataset_ddl, load_dataset, validate_record
 from hipgate.exchange.seed import bad, pgcopy, run
 from hipgate.exchange.seed.bad import KINDS, Manifest
@@ -316,7 +317,7 @@ def test_copy_text_uses_the_ddls_column_order_and_escapes(ds: Dataset) -> None:
     setl = ds.record_type("setl")
     ddl = dataset_ddl(ds)
     for table in ("setl", "setl_item", "cross_visit", "test_psn"):
-        body = ddl.split(f'CREATE TABLE "exchange"."{table}" (\n', 1)[1].split("\n);", 1)[0]
+        body = ddl.split(f'CREATE TABLE IF NOT EXISTS "exchange"."{table}" (\n', 1)[1].split("\n);", 1)[0]
         ddl_columns = [line.split('"')[1] for line in body.splitlines() if line.startswith('  "')]
         cols = pgcopy.copy_columns(ds.record_type(table), ds)
         assert [c for c in ddl_columns if c in cols] == list(cols)
@@ -481,3 +482,18 @@ def test_seed_data_loads_into_postgresql_with_copy(ds: Dataset, dicts: Dictionar
         query = [*psql[: psql.index("-v")], "-At", "-c", "SELECT count(*) FROM exchange.test_psn"]
         res = subprocess.run(query, capture_output=True, text=True)
         assert res.stdout.strip() == "1600", res.stderr
+        # History that predates the middleware (--no-capture): loaded and replaced with the capture triggers in
+        # place, it leaves no change behind, and its items are replaced too.
+        with psycopg.connect(**conninfo, dbname="exchange") as conn:
+            conn.execute(bookkeeping_ddl(ds))
+            conn.commit()
+        for _ in range(2):
+            with run.piped(psql, "local database") as sink:
+                run.ship(run.script(plan, ds=ds, replace=True, capture=False), sink)
+        with psycopg.connect(**conninfo, dbname="exchange") as conn:
+            assert conn.execute("SELECT count(*) FROM exchange.hipgate_change").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM exchange.setl WHERE mdtrtarea_admvs <> '440100'").fetchone() == (
+                1600,
+            )
+            orphans = "SELECT count(*) FROM exchange.setl_item i LEFT JOIN exchange.setl s USING (setl_id)"
+            assert conn.execute(orphans + " WHERE s.setl_id IS NULL").fetchone() == (0,)

@@ -76,6 +76,7 @@ def test_all_pass_report_has_every_cell_and_the_digest_of_the_data(tmp_path: Pat
         ("GBT22239-8.1.4.9-a", "fe01"),
         ("GBT22239-8.1.4.9-b", "fe01"),
         ("HIPGATE-DB-2", "fe01"),
+        ("HIPGATE-EX-1", "db01"),
         ("HIPGATE-NET-1", "db01"),
     ]
     assert rep.counts["pass"] == len(load_policy().controls) * len(HOSTS) - len(na)

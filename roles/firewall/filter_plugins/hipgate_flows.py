@@ -28,6 +28,7 @@ def firewall_plan(
     db_port: int,
     ssh_client: str = "",
     vpn: dict[str, Any] | None = None,
+    exchange: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """{"rules": [...], "ssh_client_allowed": bool} for one host; any matrix problem fails the play."""
     hosts = {h: {"ansible_host": hostvars[h].get("ansible_host", h)} for h in groups.get("all", [])}
@@ -38,6 +39,8 @@ def firewall_plan(
         "database": {"port": int(db_port)},
         "vpn": dict(vpn or {}),
     }
+    if exchange:  # the implied middleware -> relay flow (hipgate.flows.exchange_flow)
+        settings["exchange"] = dict(exchange)
     matrix, problems = build_matrix(settings, topo, "firewall_flows")
     if problems:
         raise AnsibleFilterError("\n\n".join(p.render() for p in problems))

@@ -736,6 +736,7 @@ from hipgate.conformance import (  # noqa: E402,F401
     bastion_checks,
     custody_checks,
     database_checks,
+    exchange_checks,
     network_checks,
     preflight_checks,
     vpn_checks,

@@ -16,6 +16,11 @@ from hipgate.exchange.dataset import SCHEMA_NAME_RE, Dataset, RecordType
 # Per-record results of 4101, plus the middleware's own verdict.
 RECORD_STATES = ("accepted", "duplicate", "rejected", "quarantined")
 OUTBOX_STATES = ("pending", "acked", "superseded")
+# The runs `python -m hipgate.exchange.run` records (status, report and metrics only read).
+RUN_KINDS = ("incremental", "downloads", "history-export", "history-upload")
+RUN_STATES = ("running", "ok", "refused", "unreachable", "error")
+# What failed: an incremental message, a download page or its acknowledgement, a history file's transaction.
+FAILURE_KINDS = ("incremental", "downloads", "history")
 METRICS = (
     "changes", "sent", "accepted", "duplicate", "rejected", "quarantined", "messages", "failures",
     "downloaded", "acknowledged", "anomalies", "files", "chunks",
@@ -187,6 +192,35 @@ CREATE TABLE IF NOT EXISTS {s}."hipgate_lag_sample" (
   "lag_max_s" double precision NOT NULL,
   "lag_avg_s" double precision NOT NULL
 );
+-- Each record's lag (seconds, in message order), so the report's percentiles are exact. Added after the
+-- first release: NULL in older samples, which the report counts as `records` times their mean.
+ALTER TABLE {s}."hipgate_lag_sample" ADD COLUMN IF NOT EXISTS "lags_s" double precision[] NULL;
+
+-- One row per run of the middleware (written when it starts, finished when it ends): the report's
+-- availability. A row left `running` behind a later run of the same kind was interrupted (kill, crash).
+CREATE TABLE IF NOT EXISTS {s}."hipgate_run" (
+  "id" bigserial PRIMARY KEY,
+  "kind" varchar(16) NOT NULL CHECK ("kind" IN ({_in(RUN_KINDS)})),
+  "started_at" timestamptz NOT NULL DEFAULT clock_timestamp(),
+  "finished_at" timestamptz NULL,
+  "status" varchar(16) NOT NULL DEFAULT 'running' CHECK ("status" IN ({_in(RUN_STATES)})),
+  "exit_code" integer NULL,
+  "summary" jsonb NULL
+);
+CREATE INDEX IF NOT EXISTS "hipgate_run_kind_started" ON {s}."hipgate_run" ("kind", "started_at");
+
+-- One row per failed request (refused, unreachable after the retries, or a reply that does not fit), with
+-- when it happened: status's "failures in the last 24 hours" (the day counters cannot say that).
+CREATE TABLE IF NOT EXISTS {s}."hipgate_failure" (
+  "id" bigserial PRIMARY KEY,
+  "at" timestamptz NOT NULL DEFAULT clock_timestamp(),
+  "kind" varchar(16) NOT NULL CHECK ("kind" IN ({_in(FAILURE_KINDS)})),
+  "record_type" varchar(32) NOT NULL DEFAULT '',
+  "infno" varchar(4) NULL,
+  "msgid" varchar(28) NULL,
+  "error" text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "hipgate_failure_at" ON {s}."hipgate_failure" ("at");
 """
 
 

@@ -126,6 +126,10 @@ class Dataset:
     root: Path
     records: dict[str, RecordType]  # the top-level record types; their items are RecordType.items
     codesets: dict[str, Codeset] = field(default_factory=dict)
+    # The compiled record checks (record_check), by id of the record type; not part of the dataset's value.
+    _checks: dict[int, tuple[RecordType, Callable[[Any, str], list[Violation]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def record_type(self, code: str) -> RecordType:
         """A record type or an items type, by code."""
@@ -773,11 +777,11 @@ def table_ddl(rt: RecordType, ds: Dataset, schema: str = "exchange", inbox: bool
         lines.append(
             f"  FOREIGN KEY ({cols}) REFERENCES {_ident(schema)}.{_ident(parent.code)} ({cols}) ON DELETE CASCADE"
         )
-    out = [f"CREATE TABLE {table} (\n" + ",\n".join(lines) + "\n);"]
+    out = [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n);"]
     if not parent:
-        out.append(f"CREATE INDEX {_ident(name + '_cursor')} ON {table} ({_ident(rt.cursor or '')});")
+        out.append(f"CREATE INDEX IF NOT EXISTS {_ident(name + '_cursor')} ON {table} ({_ident(rt.cursor or '')});")
         partition = f"{_ident(rt.region or '')}, {_ident(rt.year or '')}"
-        out.append(f"CREATE INDEX {_ident(name + '_partition')} ON {table} ({partition});")
+        out.append(f"CREATE INDEX IF NOT EXISTS {_ident(name + '_partition')} ON {table} ({partition});")
     what = " (收件表 / inbox)" if inbox and rt.direction == "both" else ""
     out.append(f"COMMENT ON TABLE {table} IS {_literal(rt.name_zh + ' / ' + rt.name_en + what)};")
     for el in rt.elements:
@@ -862,134 +866,268 @@ def _shown(el: Element, value: Any, lang: str = "en") -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _element_violations(el: Element, value: Any, path: str, ds: Dataset) -> list[Violation]:
-    if value is None:
-        if el.required:
-            return _fails(path, "required", "必填数据元为空。", "a required element is null.")
-        return []
-    if el.kind == "integer":
+# A record check runs once per record of a region-year (millions of them). Each record type's element
+# definitions are compiled, once per dataset (record_check), into one closure per element holding its regex,
+# bounds, code set (a frozenset) and messages. A good value passes the closure's quick test inline; only a
+# value that fails it is looked at again to say what is wrong (finding), so a good record costs a loop of
+# (code, check) calls that format nothing and look nothing up.
+
+# What is wrong with one element's value: (rule, zh, en), or None.
+Finding = tuple[str, str, str] | None
+# An element check takes the element's value, None when it is absent or null.
+ElementCheck = Callable[[Any], Finding]
+RecordCheck = Callable[[Any, str], list[Violation]]
+# An element check's answer for a required element that is absent or null: the object check, which has the
+# record, tells which of the two it is.
+_REQUIRED = ("required", "", "")
+
+
+def _not_a_string(value: Any) -> Finding:
+    return ("type", "应为字符串。", f"must be a string, not {type(value).__name__}.")
+
+
+def _integer_check(el: Element, absent: Finding) -> ElementCheck:
+    top = 10 ** (el.length or 1) - 1
+    out_of_range = ("range", f"超出范围 0–{top}。", f"out of range 0-{top}.")
+
+    def finding(value: Any) -> Finding:
         if not isinstance(value, int) or isinstance(value, bool):
-            return _fails(path, "type", "应为整数。", f"must be an integer, not {type(value).__name__}.")
-        top = 10 ** (el.length or 1) - 1
-        if not 0 <= value <= top:
-            return _fails(path, "range", f"超出范围 0–{top}。", f"out of range 0-{top}.")
-        return []
-    if not isinstance(value, str):
-        return _fails(path, "type", "应为字符串。", f"must be a string, not {type(value).__name__}.")
-    if el.kind == "decimal":
-        p, s = el.precision_scale
-        if not re.fullmatch(decimal_pattern(p, s).strip("^$"), value):
-            return _fails(
-                path,
+            return ("type", "应为整数。", f"must be an integer, not {type(value).__name__}.")
+        return None if 0 <= value <= top else out_of_range
+
+    def check(value: Any) -> Finding:
+        # `__class__ is` rather than isinstance: one comparison; a subclass (or bool) takes finding()'s full test.
+        if value.__class__ is int and 0 <= value <= top:
+            return None
+        return absent if value is None else finding(value)
+
+    return check
+
+
+def _decimal_check(el: Element, absent: Finding) -> ElementCheck:
+    p, s = el.precision_scale
+    match = re.compile(decimal_pattern(p, s).strip("^$")).fullmatch
+
+    def finding(value: Any) -> Finding:
+        if not isinstance(value, str):
+            return _not_a_string(value)
+        if match(value) is None:
+            return (
                 "pattern",
                 f"不是 decimal({p},{s}) 的十进制数字符串：{_shown(el, value, 'zh')}。",
                 f"not a decimal({p},{s}) number written as a string: {_shown(el, value)}.",
             )
-        return []
-    if el.kind in ("date", "datetime"):
-        fmt, form = ("%Y-%m-%d", "yyyy-MM-dd") if el.kind == "date" else (DATETIME_FORMAT, "yyyy-MM-dd HH:mm:ss")
-        regex = DATE_RE if el.kind == "date" else DATETIME_RE
-        try:
-            if not re.fullmatch(regex.strip("^$"), value):
-                raise ValueError(value)
-            dt.datetime.strptime(value, fmt)
-        except ValueError:
-            return _fails(
-                path,
-                "pattern",
-                f"不是 {form} 格式的有效{'日期' if el.kind == 'date' else '时间'}：{_shown(el, value, 'zh')}。",
-                f"not a valid {'date' if el.kind == 'date' else 'time'} in the form {form}: {_shown(el, value)}.",
-            )
-        return []
-    if value == "":
-        return _fails(
-            path, "min_length", "不能为空字符串（无值时省略或用 null）。", "must not be empty (omit it or use null)."
+        return None
+
+    def check(value: Any) -> Finding:
+        if value.__class__ is str and match(value) is not None:
+            return None
+        return absent if value is None else finding(value)
+
+    return check
+
+
+def _calendar_check(el: Element, absent: Finding) -> ElementCheck:
+    is_date = el.kind == "date"
+    match = re.compile((DATE_RE if is_date else DATETIME_RE).strip("^$")).fullmatch
+    form = "yyyy-MM-dd" if is_date else "yyyy-MM-dd HH:mm:ss"
+    what_zh, what_en = ("日期", "date") if is_date else ("时间", "time")
+
+    def finding(value: Any) -> Finding:
+        if not isinstance(value, str):
+            return _not_a_string(value)
+        if match(value) is not None:
+            # The pattern bounds every field but the day of the month (2024-02-30) and the year 0000: what
+            # strptime refused beyond it, and exactly what date() refuses.
+            try:
+                dt.date(int(value[:4]), int(value[5:7]), int(value[8:10]))
+                return None
+            except ValueError:
+                pass
+        return (
+            "pattern",
+            f"不是 {form} 格式的有效{what_zh}：{_shown(el, value, 'zh')}。",
+            f"not a valid {what_en} in the form {form}: {_shown(el, value)}.",
         )
-    if len(value) > (el.length or 0):
-        return _fails(
-            path,
-            "max_length",
-            f"过长：{len(value)} 个字符，最多 {el.length} 个。",
-            f"too long: {len(value)} characters, at most {el.length}.",
-        )
+
+    def check(value: Any) -> Finding:
+        # Days up to 28 exist in every month of every year but 0000; the rest goes through date().
+        if value.__class__ is str and match(value) is not None and value[8:10] <= "28" and value[:4] != "0000":
+            return None
+        return absent if value is None else finding(value)
+
+    return check
+
+
+def _string_check(el: Element, ds: Dataset, absent: Finding) -> ElementCheck:
+    longest = el.length or 0
     cs = ds.codesets.get(el.codeset or "")
-    if cs is not None and cs.closed and value not in cs.codes:
-        return _fails(
-            path,
-            "enum",
-            f"{_shown(el, value, 'zh')} 不在代码集 {cs.code}（{cs.name_zh}）中。",
-            f"{_shown(el, value)} is not in code set {cs.code} ({cs.name_en}).",
-        )
+    codes = frozenset(cs.codes) if cs is not None and cs.closed else None
     pattern = el.pattern or (cs.pattern if cs is not None and not cs.closed else None)
-    if pattern and not re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value):
-        where = f"代码集 {cs.code} 的格式" if cs is not None else "规定的格式"
-        where_en = f"the format of code set {cs.code}" if cs is not None else "its format"
-        zh, en = _shown(el, value, "zh"), _shown(el, value)
-        return _fails(path, "pattern", f"不符合{where}：{zh}。", f"does not match {where_en}: {en}.")
-    return []
+    match = re.compile(pattern.removeprefix("^").removesuffix("$")).fullmatch if pattern else None
+    where = f"代码集 {cs.code} 的格式" if cs is not None else "规定的格式"
+    where_en = f"the format of code set {cs.code}" if cs is not None else "its format"
 
-
-def _object_violations(
-    rt: RecordType, record: Any, path: str, ds: Dataset, allowed_extra: tuple[str, ...] = ()
-) -> list[Violation]:
-    if not isinstance(record, Mapping):
-        return _fails(path or "(record)", "type", "记录应为对象。", "a record must be an object.")
-    out: list[Violation] = []
-    prefix = f"{path}." if path else ""
-    known = set(rt.codes) | set(allowed_extra)
-    for name in record:
-        if name not in known:
-            out += _fails(
-                f"{prefix}{name}",
-                "unknown",
-                f"{rt.code} 没有数据元 {name!r}。",
-                f"{rt.code} has no element {name!r}.",
+    def finding(value: Any) -> Finding:
+        if not isinstance(value, str):
+            return _not_a_string(value)
+        if value == "":
+            return ("min_length", "不能为空字符串（无值时省略或用 null）。", "must not be empty (omit it or use null).")
+        if len(value) > longest:
+            return (
+                "max_length",
+                f"过长：{len(value)} 个字符，最多 {el.length} 个。",
+                f"too long: {len(value)} characters, at most {el.length}.",
             )
-    for el in rt.elements:
-        if el.code not in record:
-            if el.required:
-                out += _fails(f"{prefix}{el.code}", "required", "缺少必填数据元。", "required element is missing.")
-            continue
-        out += _element_violations(el, record[el.code], f"{prefix}{el.code}", ds)
-    return out
+        if codes is not None and value not in codes:
+            assert cs is not None
+            return (
+                "enum",
+                f"{_shown(el, value, 'zh')} 不在代码集 {cs.code}（{cs.name_zh}）中。",
+                f"{_shown(el, value)} is not in code set {cs.code} ({cs.name_en}).",
+            )
+        if match is not None and match(value) is None:
+            zh, en = _shown(el, value, "zh"), _shown(el, value)
+            return ("pattern", f"不符合{where}：{zh}。", f"does not match {where_en}: {en}.")
+        return None
+
+    # One quick test per kind of string element (closed code set, pattern, free text).
+    if codes is not None:
+        closed = codes
+
+        def check(value: Any) -> Finding:
+            if value.__class__ is str and value in closed and 0 < len(value) <= longest:
+                return None
+            return absent if value is None else finding(value)
+
+    elif match is not None:
+        fullmatch = match
+
+        def check(value: Any) -> Finding:
+            if value.__class__ is str and 0 < len(value) <= longest and fullmatch(value) is not None:
+                return None
+            return absent if value is None else finding(value)
+
+    else:
+
+        def check(value: Any) -> Finding:
+            if value.__class__ is str and 0 < len(value) <= longest:
+                return None
+            return absent if value is None else finding(value)
+
+    return check
+
+
+def element_check(el: Element, ds: Dataset) -> ElementCheck:
+    """The compiled check of one element: its value (None when absent or null) to what is wrong with it."""
+    absent = _REQUIRED if el.required else None
+    if el.kind == "integer":
+        return _integer_check(el, absent)
+    if el.kind == "decimal":
+        return _decimal_check(el, absent)
+    if el.kind in ("date", "datetime"):
+        return _calendar_check(el, absent)
+    return _string_check(el, ds, absent)
+
+
+def _object_check(rt: RecordType, ds: Dataset, allowed_extra: tuple[str, ...] = ()) -> RecordCheck:
+    """The check of one object of record type rt (its items aside): unknown names, then each element."""
+    known = frozenset(rt.codes) | frozenset(allowed_extra)
+    checks = tuple((el.code, element_check(el, ds)) for el in rt.elements)
+    code = rt.code
+
+    def check(record: Any, path: str) -> list[Violation]:
+        if record.__class__ is not dict and not isinstance(record, Mapping):  # the ABC check is slow: dicts skip it
+            return _fails(path or "(record)", "type", "记录应为对象。", "a record must be an object.")
+        out: list[Violation] = []
+        prefix = f"{path}." if path else ""
+        if not known.issuperset(record):
+            for name in record:
+                if name not in known:
+                    out.append(
+                        Violation(
+                            f"{prefix}{name}",
+                            "unknown",
+                            f"{code} 没有数据元 {name!r}。",
+                            f"{code} has no element {name!r}.",
+                        )
+                    )
+        get = record.get
+        for el_code, el_check in checks:
+            found = el_check(get(el_code))
+            if found is None:
+                continue
+            if found is _REQUIRED:
+                found = (
+                    ("required", "必填数据元为空。", "a required element is null.")
+                    if el_code in record
+                    else ("required", "缺少必填数据元。", "required element is missing.")
+                )
+            out.append(Violation(f"{prefix}{el_code}", *found))
+        return out
+
+    return check
+
+
+def _compile_record(rt: RecordType, ds: Dataset) -> RecordCheck:
+    items = rt.items
+    top = _object_check(rt, ds, (items.code,) if items else ())
+    if items is None:
+        return top
+    item_check = _object_check(items, ds)
+    items_code, key_codes, low, high = items.code, items.key, rt.min_items, rt.max_items
+    key_names = ", ".join(key_codes)
+
+    def check(record: Any, path: str) -> list[Violation]:
+        out = top(record, path)
+        if record.__class__ is not dict and not isinstance(record, Mapping):
+            return out
+        where = f"{path}.{items_code}" if path else items_code
+        children = record.get(items_code)
+        if children is None:
+            return [*out, *_fails(where, "required", "缺少明细。", "the items are missing.")]
+        if not isinstance(children, list):
+            return [*out, *_fails(where, "type", "明细应为列表。", "the items must be a list.")]
+        if not low <= len(children) <= high:
+            out += _fails(
+                where,
+                "count",
+                f"明细 {len(children)} 条，应为 {low}–{high} 条。",
+                f"{len(children)} items, {low}-{high} expected.",
+            )
+        seen: dict[tuple[Any, ...], int] = {}
+        for i, child in enumerate(children):
+            out += item_check(child, f"{where}[{i}]")
+            if child.__class__ is dict or isinstance(child, Mapping):
+                key = tuple(map(child.get, key_codes))
+                if key in seen:
+                    out += _fails(
+                        f"{where}[{i}]",
+                        "duplicate_key",
+                        f"明细键 {key_names} 与第 {seen[key]} 条重复。",
+                        f"item key {key_names} repeats item {seen[key]}.",
+                    )
+                seen.setdefault(key, i)
+        return out
+
+    return check
+
+
+def record_check(rt: RecordType, ds: Dataset) -> RecordCheck:
+    """validate_record for one record type, compiled on first use and kept with the dataset:
+    `check(record, path)`. A caller checking many records may hold on to it."""
+    held = ds._checks.get(id(rt))
+    if held is None or held[0] is not rt:  # keyed by identity: an equal record type built elsewhere compiles anew
+        held = (rt, _compile_record(rt, ds))
+        ds._checks[id(rt)] = held
+    return held[1]
 
 
 def validate_record(rt: RecordType | str, record: Any, ds: Dataset, path: str = "") -> list[Violation]:
     """Everything wrong with one record in its wire form, each naming the element: [] when it may be sent.
     A settlement's items are checked too (`setl_item[3].cnt`), and their keys must be unique."""
     rt = ds.record_type(rt) if isinstance(rt, str) else rt
-    extra = (rt.items.code,) if rt.items else ()
-    out = _object_violations(rt, record, path, ds, extra)
-    if rt.items is None or not isinstance(record, Mapping):
-        return out
-    prefix = f"{path}." if path else ""
-    where = f"{prefix}{rt.items.code}"
-    children = record.get(rt.items.code)
-    if children is None:
-        return [*out, *_fails(where, "required", "缺少明细。", "the items are missing.")]
-    if not isinstance(children, list):
-        return [*out, *_fails(where, "type", "明细应为列表。", "the items must be a list.")]
-    if not rt.min_items <= len(children) <= rt.max_items:
-        out += _fails(
-            where,
-            "count",
-            f"明细 {len(children)} 条，应为 {rt.min_items}–{rt.max_items} 条。",
-            f"{len(children)} items, {rt.min_items}-{rt.max_items} expected.",
-        )
-    seen: dict[tuple[Any, ...], int] = {}
-    for i, child in enumerate(children):
-        out += _object_violations(rt.items, child, f"{where}[{i}]", ds)
-        if isinstance(child, Mapping):
-            key = tuple(child.get(code) for code in rt.items.key)
-            if key in seen:
-                out += _fails(
-                    f"{where}[{i}]",
-                    "duplicate_key",
-                    f"明细键 {', '.join(rt.items.key)} 与第 {seen[key]} 条重复。",
-                    f"item key {', '.join(rt.items.key)} repeats item {seen[key]}.",
-                )
-            seen.setdefault(key, i)
-    return out
+    return record_check(rt, ds)(record, path)
 
 
 def record_key(rt: RecordType, record: Mapping[str, Any]) -> dict[str, Any]:

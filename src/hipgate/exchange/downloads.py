@@ -22,8 +22,8 @@ from hipgate.exchange.dataset import RecordType, inbox_table, mask_record, valid
 from hipgate.exchange.fingerprint import record_fingerprint
 from hipgate.exchange.incremental import Exchange, new_envelope
 from hipgate.exchange.interface import operation_for
-from hipgate.exchange.ledger import bump, ident, key_of, quarantine
-from hipgate.exchange.platform_client import Reply
+from hipgate.exchange.ledger import bump, failure, ident, key_of, quarantine
+from hipgate.exchange.platform_client import Reply, Unreachable
 
 log = logging.getLogger("hipgate.exchange.downloads")
 anomaly_log = logging.getLogger("hipgate.exchange.anomaly")
@@ -112,8 +112,9 @@ def acknowledge(ex: Exchange, page_msgid: str, result: DownloadResult) -> bool:
     reply = ex.client.call(ack["infno"], ack)
     ex.point("acked")
     if not _ok(reply):
-        result.errors.append(f"{ack['infno']} {ack['msgid']}: {reply.error_text()}")
-        bump(conn, ex.schema, "failures", code)
+        text = f"{ack['infno']} {ack['msgid']}: {reply.error_text()}"
+        result.errors.append(text)
+        failure(conn, ex.schema, "downloads", text, code, ack["infno"], ack["msgid"])
         conn.commit()
         return False
     keys = [r["key"] for r in reply.output.get("results", []) if r.get("result") != "unknown"]
@@ -156,8 +157,9 @@ def download(ex: Exchange, rt: RecordType, result: DownloadResult, limit: int = 
         envelope = new_envelope(ex, infno, data)
         reply = ex.client.call(infno, envelope)
         if not _ok(reply):
-            result.errors.append(f"{infno} {envelope['msgid']}: {reply.error_text()}")
-            bump(ex.conn, ex.schema, "failures", rt.code)
+            text = f"{infno} {envelope['msgid']}: {reply.error_text()}"
+            result.errors.append(text)
+            failure(ex.conn, ex.schema, "downloads", text, rt.code, infno, envelope["msgid"])
             ex.conn.commit()
             return
         output = reply.output
@@ -184,7 +186,13 @@ def run(ex: Exchange, limit: int = PAGE) -> DownloadResult:
         for op in ex.iface.operations.values():
             if op.action == "download":
                 for code in op.record_types:
-                    download(ex, ex.ds.records[code], result, limit)
+                    try:
+                        download(ex, ex.ds.records[code], result, limit)
+                    except Unreachable as exc:
+                        ex.conn.rollback()
+                        failure(ex.conn, ex.schema, "downloads", str(exc), code, op.infno)
+                        ex.conn.commit()
+                        raise
     finally:
         ex.conn.rollback()
         ex.conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_ID,))

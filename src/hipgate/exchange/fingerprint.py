@@ -32,9 +32,16 @@ from typing import Any
 FINGERPRINT_VERSION = "hipgate-fp-1"
 
 
+# One encoder for every canonical text: json.dumps with options builds a new JSONEncoder on each call.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# Values the fast path of record_bytes writes as they are (everything else: the plain definition).
+_SCALARS = frozenset({str, int, float, bool})
+_PLAIN = _SCALARS | {dict, list, type(None)}
+
+
 def canonical(value: Any) -> bytes:
     """The interface document's canonical bytes of a JSON value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODE(value).encode("utf-8")
 
 
 def normal_form(value: Any) -> Any:
@@ -42,7 +49,7 @@ def normal_form(value: Any) -> Any:
     # isinstance(dict) first: records come from JSON or a database driver as dicts, and the ABC check
     # (Mapping) costs several times more on every element of a multi-million-record year.
     if isinstance(value, dict):
-        return {k: normal_form(v) if isinstance(v, dict | list) else v for k, v in value.items() if v is not None}
+        return {k: normal_form(v) if isinstance(v, (dict, list)) else v for k, v in value.items() if v is not None}
     if isinstance(value, list):
         items = [normal_form(v) for v in value]
         if items and all(isinstance(v, dict) for v in items):
@@ -53,9 +60,61 @@ def normal_form(value: Any) -> Any:
     return value
 
 
+def _normal_text(value: Any) -> str | None:
+    """canonical(normal_form(value)) as text, each nested object encoded once: normal_form sorts a list of
+    objects by their canonical bytes and canonical() then encodes them all again; here each object's text is
+    made once, sorted (code point order is UTF-8 byte order) and spliced in. None for anything but plain
+    JSON values with string keys (the definition above then applies as written)."""
+    cls = value.__class__
+    if cls is dict:
+        kinds = set(map(type, value.values()))
+        if kinds <= _SCALARS:  # no null, nothing nested (a settlement's item): encoded as it is
+            return _ENCODE(value)
+        if not kinds <= _PLAIN or not {str}.issuperset(map(type, value)):
+            return None
+        nested: dict[str, str] = {}
+        for k, v in value.items():
+            if v.__class__ is dict or v.__class__ is list:
+                text = _normal_text(v)
+                if text is None:
+                    return None
+                nested[k] = text
+        flat = {k: v for k, v in value.items() if v is not None and k not in nested}
+        if not nested:
+            return _ENCODE(flat)
+        # sort_keys writes the keys in sorted order: the plain values before, between and after the nested
+        # ones are encoded as one object per run, their braces dropped, and the nested texts put between.
+        pieces: list[str] = []
+        low: str | None = None
+        for k in sorted(nested):
+            run = {f: v for f, v in flat.items() if f < k and (low is None or f > low)}
+            if run:
+                pieces.append(_ENCODE(run)[1:-1])
+            pieces.append(f"{_ENCODE(k)}:{nested[k]}")
+            low = k
+        run = {f: v for f, v in flat.items() if low is None or f > low}
+        if run:
+            pieces.append(_ENCODE(run)[1:-1])
+        return "{" + ",".join(pieces) + "}"
+    if cls is list:
+        texts: list[str] = []
+        for v in value:
+            if v.__class__ is not dict and v.__class__ is not list and v.__class__ not in _SCALARS and v is not None:
+                return None
+            text = _normal_text(v)
+            if text is None:
+                return None
+            texts.append(text)
+        if texts and all(v.__class__ is dict for v in value):
+            texts.sort()
+        return "[" + ",".join(texts) + "]"
+    return _ENCODE(value) if cls in _SCALARS or value is None else None
+
+
 def record_bytes(record: Mapping[str, Any]) -> bytes:
     """The canonical bytes of the record's normal form: what its fingerprint is taken of."""
-    return canonical(normal_form(record))
+    text = _normal_text(record)
+    return canonical(normal_form(record)) if text is None else text.encode("utf-8")
 
 
 def record_fingerprint(record: Mapping[str, Any]) -> str:

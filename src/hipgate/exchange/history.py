@@ -31,7 +31,8 @@ from hipgate.exchange.dataset import RecordType, serialise_record, validate_reco
 from hipgate.exchange.fingerprint import record_fingerprint
 from hipgate.exchange.incremental import Exchange, new_envelope
 from hipgate.exchange.interface import operation_for
-from hipgate.exchange.ledger import bump, ident, quarantine
+from hipgate.exchange.ledger import bump, failure, ident, quarantine
+from hipgate.exchange.platform_client import Unreachable
 
 log = logging.getLogger("hipgate.exchange.history")
 DEFAULT_CHUNK = 4 << 20
@@ -73,10 +74,19 @@ def history_types(ex: Exchange) -> list[RecordType]:
     return [ex.ds.records[c] for c in operation_for(ex.iface, "history_start").record_types]
 
 
-def _rows(ex: Exchange, rt: RecordType, region: str, year: int) -> Iterator[dict[str, Any]]:
-    """The region-year's records in wire form, key order, items merged in from a second cursor."""
-    where = f"{ident(rt.region or '')} = %s AND {ident(rt.year or '')} >= %s AND {ident(rt.year or '')} < %s"
-    bounds = (region, f"{year}-01-01", f"{year + 1}-01-01")
+def region_year_records(ex: Exchange, rt: RecordType, region: str | None, year: int | None) -> Iterator[dict[str, Any]]:
+    """The region-year's records in wire form, key order, items merged in from a second cursor (region and
+    year None: every record of the type)."""
+    conds: list[str] = []
+    bounds: tuple[Any, ...] = ()
+    if region is not None:
+        conds.append(f"{{p}}{ident(rt.region or '')} = %s")
+        bounds += (region,)
+    if year is not None:
+        conds.append(f"{{p}}{ident(rt.year or '')} >= %s AND {{p}}{ident(rt.year or '')} < %s")
+        bounds += (f"{year}-01-01", f"{year + 1}-01-01")
+    where = " AND ".join(conds).replace("{p}", "") or "TRUE"
+    pwhere = " AND ".join(conds).replace("{p}", "p.") or "TRUE"
     order = ", ".join(ident(c) for c in rt.key)
     parents = ex.conn.cursor(name=f"hg_hist_{rt.code}", row_factory=dict_row)
     parents.itersize = FETCH
@@ -85,8 +95,6 @@ def _rows(ex: Exchange, rt: RecordType, region: str, year: int) -> Iterator[dict
     if rt.items is not None:
         join = " AND ".join(f"p.{ident(c)} = i.{ident(c)}" for c in rt.key)
         item_order = ", ".join(f"i.{ident(c)}" for c in (*rt.key, *rt.items.key))
-        region_col, year_col = ident(rt.region or ""), ident(rt.year or "")
-        pwhere = f"p.{region_col} = %s AND p.{year_col} >= %s AND p.{year_col} < %s"
         items = ex.conn.cursor(name=f"hg_hist_{rt.items.code}", row_factory=dict_row)
         items.itersize = FETCH
         items.execute(
@@ -171,7 +179,7 @@ def export(ex: Exchange, region: str, year: int, directory: Path, chunk_size: in
             (rt.code, region, year),
         )
         seq, count, out, path = 0, 0, None, None
-        for record in _rows(ex, rt, region, year):
+        for record in region_year_records(ex, rt, region, year):
             violations = validate_record(rt, record, ex.ds)
             if violations:
                 quarantine(conn, ex.schema, rt, record, record_fingerprint(record), violations, source="history")
@@ -231,6 +239,14 @@ def _start(ex: Exchange, f: dict[str, Any]) -> Any:
     return ex.client.call("9101", new_envelope(ex, "9101", data))
 
 
+def _error(ex: Exchange, result: HistoryResult, text: str, infno: str | None, f: dict[str, Any]) -> None:
+    """A file's upload stopped: the run's error and a failure row."""
+    result.errors.append(text)
+    ex.conn.rollback()
+    failure(ex.conn, ex.schema, "history", text, f["record_type"], infno)
+    ex.conn.commit()
+
+
 def _complete(ex: Exchange, name: str, file_qry_no: str) -> None:
     ex.conn.execute(
         f"UPDATE {ex.t('hipgate_history_file')} SET status = 'complete', file_qry_no = %s, completed_at = now()"
@@ -245,12 +261,12 @@ def upload_file(ex: Exchange, f: dict[str, Any], meter: _Meter, result: HistoryR
     name, path = f["file_name"], Path(f["path"])
     size, sha, _ = _digest(path, f["chunk_size"])
     if (size, sha) != (f["file_size"], f["file_sha256"]):
-        result.errors.append(f"{name}: the file on disk is not the exported one / 磁盘上的文件与导出时不同")
+        _error(ex, result, f"{name}: the file on disk is not the exported one / 磁盘上的文件与导出时不同", None, f)
         return
     for _round in range(2):  # a second 9101 when 9103 says chunks are missing (-1305)
         reply = _start(ex, f)
         if not _ok(reply):
-            result.errors.append(f"9101 {name}: {reply.error_text()}")
+            _error(ex, result, f"9101 {name}: {reply.error_text()}", "9101", f)
             return
         out = reply.output
         if out["status"] == "complete":  # the platform has it: never sent again
@@ -276,7 +292,7 @@ def upload_file(ex: Exchange, f: dict[str, Any], meter: _Meter, result: HistoryR
         ex.conn.commit()
         with path.open("rb") as fh:
             for index, offset, csize, csha in chunks:
-                if not _send_chunk(ex, out["upload_id"], index, offset, csize, csha, fh, name, result):
+                if not _send_chunk(ex, out["upload_id"], index, offset, csize, csha, fh, f, result):
                     return
                 meter.add(csize)
                 ex.point("chunk")
@@ -285,27 +301,29 @@ def upload_file(ex: Exchange, f: dict[str, Any], meter: _Meter, result: HistoryR
         if done.infcode == -1305:
             continue
         if not _ok(done):
-            result.errors.append(f"9103 {name}: {done.error_text()}")
+            _error(ex, result, f"9103 {name}: {done.error_text()}", "9103", f)
             return
         got = done.output
         if (got["file_size"], got["file_sha256"]) != (size, sha):
-            result.errors.append(f"9103 {name}: the platform holds another size or hash / 平台返回的大小或哈希不符")
+            text = f"9103 {name}: the platform holds another size or hash / 平台返回的大小或哈希不符"
+            _error(ex, result, text, "9103", f)
             return
         _complete(ex, name, got["file_qry_no"])
         result.completed.append(name)
         return
-    result.errors.append(f"{name}: chunks still missing after a second 9101 / 两次续传后仍有分片未确认")
+    _error(ex, result, f"{name}: chunks still missing after a second 9101 / 两次续传后仍有分片未确认", "9101", f)
 
 
-def _send_chunk(ex: Exchange, upload_id: str, index: int, offset: int, size: int, sha: str, fh: Any, name: str,
-                result: HistoryResult) -> bool:  # fmt: skip
+def _send_chunk(ex: Exchange, upload_id: str, index: int, offset: int, size: int, sha: str, fh: Any,
+                f: dict[str, Any], result: HistoryResult) -> bool:  # fmt: skip
+    name = f["file_name"]
     for _attempt in range(CHUNK_RETRIES):
         envelope = new_envelope(ex, "9102", {"upload_id": upload_id, "chunk_index": index, "chunk_sha256": sha})
         reply = ex.client.send_chunk(ex.iface, envelope, fh, offset, size)
         if reply.infcode == -1301:  # checksum mismatch in transit: send the chunk again
             continue
         if not _ok(reply) or reply.output.get("chunk_sha256") != sha or reply.output.get("received_size") != size:
-            result.errors.append(f"9102 {name}#{index}: {reply.error_text()}")
+            _error(ex, result, f"9102 {name}#{index}: {reply.error_text()}", "9102", f)
             return False
         ex.conn.execute(
             f"UPDATE {ex.t('hipgate_history_chunk')} SET confirmed_at = now()"
@@ -316,7 +334,7 @@ def _send_chunk(ex: Exchange, upload_id: str, index: int, offset: int, size: int
         ex.conn.commit()
         result.chunks_sent += 1
         return True
-    result.errors.append(f"9102 {name}#{index}: checksum refused {CHUNK_RETRIES} times / 分片校验多次失败")
+    _error(ex, result, f"9102 {name}#{index}: checksum refused {CHUNK_RETRIES} times / 分片校验多次失败", "9102", f)
     return False
 
 
@@ -340,5 +358,11 @@ def upload(ex: Exchange, region: str, year: int, progress: Callable[[Progress], 
         if f["status"] == "complete":
             result.skipped.append(f["file_name"])
             continue
-        upload_file(ex, f, meter, result)
+        try:
+            upload_file(ex, f, meter, result)
+        except Unreachable as exc:
+            ex.conn.rollback()
+            failure(ex.conn, ex.schema, "history", f"{f['file_name']}: {exc}", f["record_type"])
+            ex.conn.commit()
+            raise
     return result

@@ -18,7 +18,7 @@ A run that cannot reach the platform leaves everything pending and ends with `Un
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,15 @@ from psycopg.types.json import Jsonb
 
 from hipgate.exchange.dataset import Dataset, RecordType, column_type, serialise_record, validate_record
 from hipgate.exchange.fingerprint import key_text, record_day, record_fingerprint
-from hipgate.exchange.interface import Interface, build_envelope, new_msgid, operation_for, validate_request
-from hipgate.exchange.ledger import bump, ident, merge_violations, quarantine, table
+from hipgate.exchange.interface import (
+    Interface,
+    build_envelope,
+    new_msgid,
+    operation_for,
+    split_items,
+    validate_request,
+)
+from hipgate.exchange.ledger import bump, failure, ident, merge_violations, quarantine, table
 from hipgate.exchange.platform_client import RelayClient, Reply, Unreachable
 from hipgate.exchange.violations import Violation
 
@@ -93,19 +100,34 @@ def new_envelope(ex: Exchange, infno: str, data: Mapping[str, Any]) -> dict[str,
 def record_violations(ex: Exchange, rt: RecordType, infno: str, record: Mapping[str, Any]) -> list[Violation]:
     """Everything the dataset and the interface document find wrong with one record (paths as in the
     dataset: `setl_item[2].cnt`)."""
-    found = validate_record(rt, record, ex.ds)
-    envelope = {
-        **build_envelope(infno, {"record_type": rt.code, "records": [record]}, sender_code=ex.sender_code,
-                         cainfo="00", msgid=f"{ex.sender_code}20240101000000000000"),
-        **_CHECK_SIGNER,
-    }  # fmt: skip
+    return batch_violations(ex, rt, infno, [record])[0]
+
+
+def batch_violations(
+    ex: Exchange, rt: RecordType, infno: str, records: Sequence[Mapping[str, Any]]
+) -> list[list[Violation]]:
+    """record_violations of each record, in order. The document sees each run of up to MAX_BATCH records
+    (its maxItems) once, as one request: a request's fixed cost (the envelope, openapi-core finding the
+    operation, the body's JSON) is paid per batch, not per record. Each record's violations are its own,
+    named as if it had been checked alone, so a bad record quarantines nothing else of its batch."""
+    out: list[list[Violation]] = []
     prefix = "input.records[0]."
-    doc = [
-        Violation(v.path.removeprefix(prefix), v.rule, v.zh, v.en)
-        for v in validate_request(ex.iface, infno, envelope)
-        if v.path.startswith(prefix) or v.path == "input.records[0]"
-    ]
-    return merge_violations(found, doc)
+    for start in range(0, len(records), MAX_BATCH):
+        batch = list(records[start : start + MAX_BATCH])
+        envelope = {
+            **build_envelope(infno, {"record_type": rt.code, "records": batch}, sender_code=ex.sender_code,
+                             cainfo="00", msgid=f"{ex.sender_code}20240101000000000000"),
+            **_CHECK_SIGNER,
+        }  # fmt: skip
+        per_record = split_items(validate_request(ex.iface, infno, envelope), "input.records", len(batch))
+        for record, found in zip(batch, per_record, strict=True):
+            doc = [
+                Violation(v.path.removeprefix(prefix), v.rule, v.zh, v.en)
+                for v in found
+                if v.path.startswith(prefix) or v.path == "input.records[0]"
+            ]
+            out.append(merge_violations(validate_record(rt, record, ex.ds), doc))
+    return out
 
 
 # ---------------------------------------------------------------- capture
@@ -179,13 +201,16 @@ def capture(ex: Exchange, rt: RecordType, result: RunResult) -> list[str]:
     records = load_records(ex, rt, [k for k, _ in changes])
     held = _held_versions(ex, rt)
     good: list[tuple[dict[str, Any], str]] = []
+    changed: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
     for record in records:
         fp = record_fingerprint(record)
         key = {c: record.get(c) for c in rt.key}
         if fp in held.get(key_text(key), set()):
             result.unchanged += 1
             continue
-        violations = record_violations(ex, rt, infno, record)
+        changed.append((record, fp, key))
+    checked = batch_violations(ex, rt, infno, [record for record, _, _ in changed])
+    for (record, fp, key), violations in zip(changed, checked, strict=True):
         if violations:
             quarantine(conn, ex.schema, rt, record, fp, violations)
             _state(ex, rt, key, "quarantined", fp, _day(rt, record), None, violations[0].reason())
@@ -252,12 +277,12 @@ def _state(ex: Exchange, rt: RecordType, key: Mapping[str, Any], status: str, fp
 
 def _fail(ex: Exchange, msgid: str, text: str, infcode: int | None, rt_code: str) -> None:
     ex.conn.rollback()
-    ex.conn.execute(
+    row = ex.conn.execute(
         f"UPDATE {ex.t('hipgate_outbox')} SET attempts = attempts + 1, last_error = %s, infcode = %s,"
-        " sent_at = now() WHERE msgid = %s",
+        " sent_at = now() WHERE msgid = %s RETURNING infno",
         (text[:2000], infcode, msgid),
-    )
-    bump(ex.conn, ex.schema, "failures", rt_code)
+    ).fetchone()
+    failure(ex.conn, ex.schema, "incremental", text, rt_code, row[0] if row else None, msgid)
     ex.conn.commit()
 
 
@@ -289,13 +314,14 @@ def record_ack(ex: Exchange, msgid: str, rt: RecordType, reply: Reply) -> tuple[
         " WHERE msgid = %s AND status = 'pending'",
         (msgid,),
     )
-    # Lag: from each record's first captured change to this acknowledgement.
+    # Lag: from each record's first captured change to this acknowledgement (one clock reading for all).
     conn.execute(
-        f"INSERT INTO {ex.t('hipgate_lag_sample')} (msgid, day, record_type, records, lag_max_s, lag_avg_s)"
-        " SELECT %s, (now() AT TIME ZONE 'Asia/Shanghai')::date, %s, count(*),"
-        " coalesce(max(extract(epoch FROM clock_timestamp() - changed_at)), 0),"
-        " coalesce(avg(extract(epoch FROM clock_timestamp() - changed_at)), 0)"
-        f" FROM {ex.t('hipgate_outbox_record')} WHERE msgid = %s ON CONFLICT DO NOTHING",
+        f"INSERT INTO {ex.t('hipgate_lag_sample')} (msgid, day, record_type, records, lag_max_s, lag_avg_s, lags_s)"
+        " SELECT %s, (now() AT TIME ZONE 'Asia/Shanghai')::date, %s, count(*), coalesce(max(s), 0),"
+        " coalesce(avg(s), 0), coalesce(array_agg(s ORDER BY idx) FILTER (WHERE s IS NOT NULL), '{}')"
+        " FROM (SELECT r.idx, extract(epoch FROM t.at - r.changed_at)::double precision AS s"
+        f" FROM {ex.t('hipgate_outbox_record')} r, (SELECT clock_timestamp() AS at) t WHERE r.msgid = %s) l"
+        " ON CONFLICT DO NOTHING",
         (msgid, rt.code, msgid),
     )
     bump(conn, ex.schema, "messages", rt.code)

@@ -577,6 +577,22 @@ def validate_request(
     return out
 
 
+def split_items(violations: Iterable[Violation], container: str, count: int) -> list[list[Violation]]:
+    """The violations of one request carrying `count` items in the list at `container` (`input.records`),
+    per item, each named as if its item were alone at index 0 (`input.records[0].psn_name`): what is said
+    of an item does not depend on the batch it was checked in. Violations of anything else (the envelope,
+    the list itself) are left out."""
+    per: list[list[Violation]] = [[] for _ in range(count)]
+    at = re.compile(re.escape(container) + r"\[([0-9]+)\]")
+    for v in violations:
+        m = at.match(v.path)
+        rest = v.path[m.end() :] if m else ""
+        if m is None or int(m[1]) >= count or rest[:1] not in ("", ".", "["):
+            continue
+        per[int(m[1])].append(Violation(f"{container}[0]{rest}", v.rule, v.zh, v.en))
+    return per
+
+
 def validate_reply(
     iface: Interface,
     infno: str,

@@ -1,5 +1,5 @@
 """Small writes to the bookkeeping tables shared by the incremental, download and history runs: the
-per-day counters, quarantine entries and keys as the tables hold them."""
+per-day counters, quarantine entries, failures, runs and keys as the tables hold them."""
 
 from __future__ import annotations
 
@@ -35,6 +35,45 @@ def bump(conn: psycopg.Connection[Any], schema: str, metric: str, record_type: s
         " DO UPDATE SET value = hipgate_metric_day.value + EXCLUDED.value",
         (metric, record_type, n),
     )
+
+
+def failure(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    kind: str,
+    error: str,
+    record_type: str = "",
+    infno: str | None = None,
+    msgid: str | None = None,
+) -> None:
+    """One failed request: today's `failures` counter and a timed row (in the caller's transaction)."""
+    bump(conn, schema, "failures", record_type)
+    conn.execute(
+        f"INSERT INTO {table(schema, 'hipgate_failure')} (kind, record_type, infno, msgid, error)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (kind, record_type, infno, msgid, error[:2000]),
+    )
+
+
+def run_started(conn: psycopg.Connection[Any], schema: str, kind: str) -> int:
+    """A run's row, committed before it does anything (so a killed run shows as interrupted)."""
+    (run_id,) = conn.execute(
+        f"INSERT INTO {table(schema, 'hipgate_run')} (kind) VALUES (%s) RETURNING id", (kind,)
+    ).fetchone()  # type: ignore[misc]
+    conn.commit()
+    return int(run_id)
+
+
+def run_finished(
+    conn: psycopg.Connection[Any], schema: str, run_id: int, status: str, exit_code: int, summary: Any = None
+) -> None:
+    conn.rollback()
+    conn.execute(
+        f"UPDATE {table(schema, 'hipgate_run')} SET finished_at = clock_timestamp(), status = %s, exit_code = %s,"
+        " summary = %s WHERE id = %s",
+        (status, exit_code, Jsonb(summary) if summary is not None else None, run_id),
+    )
+    conn.commit()
 
 
 def key_of(rt: RecordType, record: Mapping[str, Any]) -> dict[str, Any]:

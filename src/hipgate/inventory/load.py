@@ -59,12 +59,17 @@ def _find_hosts_file(path: Path) -> Path:
     return path
 
 
-def _read_settings(inv_dir: Path) -> tuple[Path, Any]:
-    """hipgate settings live in group_vars/all/hipgate.yml (or group_vars/all.yml)."""
+def settings_path(inv_dir: Path) -> Path:
+    """The file the hipgate settings are read from: group_vars/all/hipgate.yml (or group_vars/all.yml)."""
     for candidate in (inv_dir / "group_vars" / "all" / "hipgate.yml", inv_dir / "group_vars" / "all.yml"):
         if candidate.is_file():
-            return candidate, read_yaml(candidate)
-    return inv_dir / "group_vars" / "all" / "hipgate.yml", read_yaml(inv_dir / "group_vars" / "all" / "hipgate.yml")
+            return candidate
+    return inv_dir / "group_vars" / "all" / "hipgate.yml"
+
+
+def _read_settings(inv_dir: Path) -> tuple[Path, Any]:
+    path = settings_path(inv_dir)
+    return path, read_yaml(path)
 
 
 # Ansible reads host_vars/<host>[.yml|/...] and group_vars/<group>[.yml|/...] for every run; these

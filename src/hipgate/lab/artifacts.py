@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from hipgate.lab import machine
+from hipgate.lab import machine, signing_keys
 from hipgate.lab.base import ADMIN_USER
 from hipgate.lab.topology import LEASED_LINE_IFACE, Lab
 
@@ -17,6 +17,9 @@ from hipgate.lab.topology import LEASED_LINE_IFACE, Lab
 PLATFORM_DNS = 53
 PLATFORM_NAMES = (("platform.natplat.lab", 10), ("sftp.natplat.lab", 11))
 PLATFORM_SERVICE_OFFSETS = (PLATFORM_DNS, *(o for _, o in PLATFORM_NAMES))
+# The lab's province for the exchange: Guangdong's divisions, as the seed data (`hipgate lab seed-data`).
+LAB_SENDER_CODE = "44000001"
+LAB_REGIONS = ("440100", "440300", "440600")
 
 
 def key_path(lab: Lab) -> Path:
@@ -120,6 +123,7 @@ def lab_settings(lab: Lab) -> dict[str, object]:
             },
             **lab_vpn(lab),
             **lab_access(lab),
+            **lab_exchange(lab),
             "time": {"ntp_servers": [natplat.address]},
             "custodians": [
                 {"id": "custodian-a", "name": "保管人甲 / Custodian A", "organisation": "省医保信息中心"},
@@ -156,6 +160,24 @@ def lab_vpn(lab: Lab) -> dict[str, object]:
             "local_address": lab.leased_address(fe),
             "local_subnets": [str(lab.protected_cidr)],
             "auth": "certificate",
+        }
+    }
+
+
+def lab_exchange(lab: Lab) -> dict[str, object]:
+    """The data exchange with the simulated platform; only a lab with the whole reference topology."""
+    if not lab_access(lab) or lab.leased_line() is None:
+        return {}
+    return {
+        "exchange": {
+            "sender_code": LAB_SENDER_CODE,
+            "regions": list(LAB_REGIONS),
+            # Every minute, so the tests see a run within one interval.
+            "schedule": "*-*-* *:*:00",
+            "download_schedule": "*-*-* *:*:30",
+            "max_lag_minutes": 10,
+            "signtype": "SM2",
+            "platform_url": f"https://{lab.platform_address(PLATFORM_NAMES[0][1])}",
         }
     }
 
@@ -233,12 +255,45 @@ def lab_role_vars(lab: Lab) -> dict[str, dict[str, object]]:
                 {"name": "audit-admin", "role": "audadm", "comment": "审计管理员 / audit administrator"},
             ],
         },
+        **lab_exchange_vars(lab),
         # natplat stands in for the national platform's time service.
         "simulated_peers/lab.yml": {
             "timesync_ntp_servers": [],
             "timesync_local_stratum": 8,
             "timesync_serve_networks": [str(lab.subnet)],
             **simulator_vars(lab),
+        },
+    }
+
+
+def lab_exchange_vars(lab: Lab) -> dict[str, dict[str, object]]:
+    """The relay's signing key and the platform's public key (the lab's own SM2 keys, made once per lab)."""
+    if not lab_exchange(lab):
+        return {}
+    keys = signing_keys.ensure_keys(lab)
+    province, platform = keys["province-sign"], keys["platform-sign"]
+    return {
+        "frontend/lab-exchange.yml": {
+            "exchange_relay_signing_key": province["key"],
+            "exchange_relay_signing_cainfo": province["cainfo"],
+            "exchange_relay_platform_public_key": platform["public"],
+            "exchange_relay_platform_signtype": "SM2",
+            "exchange_relay_platform_ca": str(lab.directory / "pki" / "ca.crt"),
+            # A platform that does not answer is given up on sooner than in production (the tests cut it).
+            "exchange_relay_platform_timeout": 20,
+        },
+        "middleware/lab-exchange.yml": {"exchange_middleware_retry": {"attempts": 6, "base": 1, "cap": 10}},
+        "simulated_peers/lab-exchange.yml": {
+            "lab_platform_signing_key": platform["key"],
+            "lab_platform_signing_cainfo": platform["cainfo"],
+            "lab_platform_senders": [
+                {
+                    "sender_code": LAB_SENDER_CODE,
+                    "cainfo": province["cainfo"],
+                    "signtype": "SM2",
+                    "public": province["public"],
+                },
+            ],
         },
     }
 

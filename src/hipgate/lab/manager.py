@@ -344,11 +344,14 @@ class HostStatus:
 
 
 def status(name: str) -> list[HostStatus]:
+    # A loaded machine (parallel test workers) can take over a second to send the banner: not "down".
     lab = load(name)
     if lab is None:
         return []
     out = []
     for h in lab.hosts:
         pid = machine.running_pid(lab, h)
-        out.append(HostStatus(h.name, h.address, h.groups, pid, pid is not None and machine.ssh_banner(h.address)))
+        out.append(
+            HostStatus(h.name, h.address, h.groups, pid, pid is not None and machine.ssh_banner(h.address, timeout=3.0))
+        )
     return out

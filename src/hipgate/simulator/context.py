@@ -73,7 +73,9 @@ class Env:
 
     def derive(self, *parts: object) -> str:
         """A deterministic hex digest of the seed and `parts`: ids, choices, shares."""
-        return hmac.new(self.secret, "|".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
+        # hmac.digest: the one-shot HMAC in C, the same digest as hmac.new(...).hexdigest() at a fraction of
+        # the cost (the platform derives one per accepted record).
+        return hmac.digest(self.secret, "|".join(map(str, parts)).encode(), "sha256").hex()
 
 
 def secret_of(seed: int) -> bytes:

@@ -25,7 +25,7 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +176,17 @@ class Stored:
     err_msg: str | None
     key: dict[str, Any]
     changed: bool  # a new record or a new version: what may give an anomaly
+    rec_key: str = ""  # key_text(key), as the records table holds it
+
+
+# Records whose held versions one SELECT looks up (SQLite allows 32766 parameters, older builds 999).
+HELD_LOOKUP = 500
+# New records written by one executemany: their compressed bodies wait in memory until then.
+WRITE_ROWS = 50
+_INSERT = (
+    "INSERT INTO records (updt_time, day, fingerprint, body, sender_code, msgid, file_qry_no, accepted_at,"
+    " record_type, rec_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def store_record(
@@ -193,59 +204,103 @@ def store_record(
     """Idempotent by key and updt_time, as the document says: a new key or a later updt_time is accepted
     (the later version replaces the held one); the same updt_time is a duplicate and changes nothing; an
     earlier one is rejected. A reversed record sent again is accepted again (reinstated)."""
-    key = {k: record[k] for k in key_elements}
-    rec_key = key_text(key)
-    updt_time = str(record["updt_time"])
-    body = record_bytes(record)  # the normal form: nulls dropped, items in canonical order
-    fingerprint = hashlib.sha256(body).hexdigest()
-    held = conn.execute(
-        "SELECT updt_time, fingerprint, reversed_at FROM records WHERE record_type = ? AND rec_key = ?",
-        (record_type, rec_key),
-    ).fetchone()
-    row = (
-        updt_time,
-        record_day(record, day_element),
-        fingerprint,
-        zlib.compress(body, 1),  # level 1: the ledger is written at the pace of a history file
-        sender_code,
-        msgid,
-        file_qry_no,
-        at,
-    )
-    if held is None:
-        conn.execute(
-            "INSERT INTO records (updt_time, day, fingerprint, body, sender_code, msgid, file_qry_no, accepted_at,"
-            " record_type, rec_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*row, record_type, rec_key),
+    return store_records(
+        conn, record_type, key_elements, day_element, [record], at=at, sender_code=sender_code, msgid=msgid,
+        file_qry_no=file_qry_no,
+    )[0]  # fmt: skip
+
+
+def store_records(
+    conn: sqlite3.Connection,
+    record_type: str,
+    key_elements: tuple[str, ...],
+    day_element: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    at: str,
+    sender_code: str | None,
+    msgid: str | None = None,
+    file_qry_no: str | None = None,
+) -> list[Stored]:
+    """store_record of each record, in order, with the same results and the same rows as one by one (a key
+    repeated in the batch sees its earlier version), in the caller's transaction: the versions held are read
+    with one SELECT per HELD_LOOKUP keys, and the inserts, new versions and duplicate counts are written with
+    executemany (inserts WRITE_ROWS at a time, so few compressed bodies wait in memory). Inserts go first,
+    so a key new in this batch exists before its later versions update it or its duplicates count; new
+    versions and duplicate counts touch different columns."""
+    keyed = []
+    for record in records:
+        key = {k: record[k] for k in key_elements}
+        keyed.append((record, key, key_text(key)))
+    held: dict[str, tuple[str, str, str | None]] = {}  # rec_key -> (updt_time, fingerprint, reversed_at)
+    wanted = list(dict.fromkeys(rec_key for _, _, rec_key in keyed))
+    for start in range(0, len(wanted), HELD_LOOKUP):
+        chunk = wanted[start : start + HELD_LOOKUP]
+        rows = conn.execute(
+            "SELECT rec_key, updt_time, fingerprint, reversed_at FROM records WHERE record_type = ?"
+            f" AND rec_key IN ({', '.join('?' * len(chunk))})",
+            (record_type, *chunk),
         )
-        return Stored("accepted", None, key, True)
-    if held["reversed_at"] is None and updt_time == held["updt_time"]:
-        conn.execute(
-            "UPDATE records SET duplicates = duplicates + 1 WHERE record_type = ? AND rec_key = ?",
-            (record_type, rec_key),
-        )
-        note = None
-        if fingerprint != held["fingerprint"]:
-            note = (
-                "同键同更新时间的记录内容不同，保留原记录 / "
-                "same key and updt_time but other content: the held record is kept"
+        held.update((r[0], (r[1], r[2], r[3])) for r in rows)
+    inserts: list[tuple[Any, ...]] = []
+    versions: list[tuple[Any, ...]] = []
+    duplicates: list[tuple[str, str]] = []
+    out: list[Stored] = []
+    for record, key, rec_key in keyed:
+        updt_time = str(record["updt_time"])
+        body = record_bytes(record)  # the normal form: nulls dropped, items in canonical order
+        fingerprint = hashlib.sha256(body).hexdigest()
+        day = record_day(record, day_element)
+        have = held.get(rec_key)
+        if have is not None and have[2] is None and updt_time == have[0]:
+            duplicates.append((record_type, rec_key))
+            note = None
+            if fingerprint != have[1]:
+                note = (
+                    "同键同更新时间的记录内容不同，保留原记录 / "
+                    "same key and updt_time but other content: the held record is kept"
+                )
+            out.append(Stored("duplicate", note, key, False, rec_key))
+            continue
+        if have is not None and have[2] is None and updt_time < have[0]:
+            out.append(
+                Stored(
+                    "rejected",
+                    f"更新时间早于平台已有版本（{have[0]}）/ older than the version held (updt_time {have[0]})",
+                    key,
+                    False,
+                    rec_key,
+                )
             )
-        return Stored("duplicate", note, key, False)
-    if held["reversed_at"] is None and updt_time < held["updt_time"]:
-        return Stored(
-            "rejected",
-            f"更新时间早于平台已有版本（{held['updt_time']}）/ "
-            f"older than the version held (updt_time {held['updt_time']})",
-            key,
-            False,
+            continue
+        row = (
+            updt_time, day, fingerprint,
+            zlib.compress(body, 1),  # level 1: the ledger is written at the pace of a history file
+            sender_code, msgid, file_qry_no, at, record_type, rec_key,
+        )  # fmt: skip
+        if have is None:
+            inserts.append(row)
+            if len(inserts) >= WRITE_ROWS:
+                conn.executemany(_INSERT, inserts)
+                inserts.clear()
+        else:
+            versions.append(row)
+        held[rec_key] = (updt_time, fingerprint, None)
+        out.append(Stored("accepted", None, key, True, rec_key))
+    if inserts:
+        conn.executemany(_INSERT, inserts)
+    if versions:
+        conn.executemany(
+            "UPDATE records SET updt_time = ?, day = ?, fingerprint = ?, body = ?, sender_code = ?, msgid = ?,"
+            " file_qry_no = ?, accepted_at = ?, versions = versions + 1, reversed_at = NULL, reversal_reason = NULL"
+            " WHERE record_type = ? AND rec_key = ?",
+            versions,
         )
-    conn.execute(
-        "UPDATE records SET updt_time = ?, day = ?, fingerprint = ?, body = ?, sender_code = ?, msgid = ?,"
-        " file_qry_no = ?, accepted_at = ?, versions = versions + 1, reversed_at = NULL, reversal_reason = NULL"
-        " WHERE record_type = ? AND rec_key = ?",
-        (*row, record_type, rec_key),
-    )
-    return Stored("accepted", None, key, True)
+    if duplicates:
+        conn.executemany(
+            "UPDATE records SET duplicates = duplicates + 1 WHERE record_type = ? AND rec_key = ?", duplicates
+        )
+    return out
 
 
 def reverse_record(conn: sqlite3.Connection, record_type: str, key: Mapping[str, Any], reason: str, at: str) -> str:

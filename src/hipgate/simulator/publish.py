@@ -64,9 +64,11 @@ def anomaly_for(
     key: Mapping[str, Any],
     now: dt.datetime,
     file_qry_no: str | None = None,
+    rec_key: str | None = None,
 ) -> dict[str, Any] | None:
-    """The anomaly a newly accepted record (or version) gets, for a share (config anomaly_share) of them."""
-    rec_key = key_text(key)
+    """The anomaly a newly accepted record (or version) gets, for a share (config anomaly_share) of them.
+    `rec_key`: key_text(key), when the caller has it already."""
+    rec_key = key_text(key) if rec_key is None else rec_key
     updt_time = str(record.get("updt_time"))
     if _choice(env, "anomaly", record_type, rec_key, updt_time) >= env.config.anomaly_share:
         return None

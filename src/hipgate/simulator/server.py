@@ -47,6 +47,10 @@ def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext
     return ctx
 
 
+HEALTH_PATH = "/api/health"
+HEALTH_BODY = b'{"service": "national-platform-simulator", "status": "ok"}\n'
+
+
 class Platform:
     """One simulated platform: admission, processing, replies and the listener's life."""
 
@@ -173,6 +177,9 @@ class Platform:
         chunk = self._chunk_path.fullmatch(path)
         infno = "9102" if chunk else self._json_paths.get(path)
         length_text = req.headers.get("Content-Length")
+        if path == HEALTH_PATH and req.command == "GET":
+            # Not a transaction: what a load balancer (and the lab's reachability tests) ask.
+            return send(req, 200, HEALTH_BODY)
         if infno is None:
             drain(req, length_text)
             return self.refuse(

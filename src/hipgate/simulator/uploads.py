@@ -28,7 +28,7 @@ from typing import Any
 from hipgate.exchange.fingerprint import key_text
 from hipgate.simulator import publish
 from hipgate.simulator.context import Env, Outcome, now_cst, time_text
-from hipgate.simulator.ledger import store_record
+from hipgate.simulator.ledger import store_records
 
 MAX_LINE = 64 << 20  # a settlement with 2000 items is well under 2 MiB
 BATCH = 200  # records per ledger transaction while reading a file: bounds memory, and how long 4101 waits
@@ -269,44 +269,58 @@ def parse_file(env: Env, upload_id: str) -> None:
     error = None
 
     def flush() -> None:
+        # The checks come first, outside the ledger's lock; then one transaction stores the batch's good
+        # records at once (store_records) and publishes the anomalies, in the order the lines gave them.
         now = now_cst()
         at = time_text(now)
+        lines: list[tuple[dict[str, Any] | None, int | None]] = []  # per line: an anomaly, its good record
+        good: list[dict[str, Any]] = []
+        for number, record in batch:
+            problem = env.contract.record_problem(record_type, record)
+            if problem is not None:
+                counts["invalid"] += 1
+                key = {k: record.get(k) for k in rt.key} if isinstance(record, dict) else {}
+                element = problem[0].split(".")[0].split("[")[0]
+                lines.append((
+                    publish.file_anomaly(
+                        env, file_qry_no, f"line {number}", element if re.fullmatch(r"[a-z][a-z0-9_]*", element)
+                        else None, problem[1], now, rec_type=record_type,
+                        rec_key=key_text(key)[:200] if key and all(isinstance(v, str) for v in key.values())
+                        else None,
+                        ano_type="01" if "required" in problem[1] or "必填" in problem[1] else "02",
+                    ),
+                    None,
+                ))  # fmt: skip
+                continue
+            year_element = rt.year
+            wrong_year = None
+            if year_element and not str(record.get(year_element, "")).startswith(str(row["year"])):
+                wrong_year = publish.file_anomaly(
+                    env, file_qry_no, f"line {number}", year_element,
+                    f"记录年度与文件年度 {row['year']} 不符 / not of the file's year {row['year']}", now,
+                    rec_type=record_type, rec_key=key_text({k: record[k] for k in rt.key})[:200],
+                    ano_type="04", ano_lv="1",
+                )  # fmt: skip
+            lines.append((wrong_year, len(good)))
+            good.append(record)
         anomalies = []
         with env.ledger.tx() as conn:
-            for number, record in batch:
-                problem = env.contract.record_problem(record_type, record)
-                if problem is not None:
-                    counts["invalid"] += 1
-                    key = {k: record.get(k) for k in rt.key} if isinstance(record, dict) else {}
-                    element = problem[0].split(".")[0].split("[")[0]
-                    anomalies.append(
-                        publish.file_anomaly(
-                            env, file_qry_no, f"line {number}", element if re.fullmatch(r"[a-z][a-z0-9_]*", element)
-                            else None, problem[1], now, rec_type=record_type,
-                            rec_key=key_text(key)[:200] if key and all(isinstance(v, str) for v in key.values())
-                            else None,
-                            ano_type="01" if "required" in problem[1] or "必填" in problem[1] else "02",
-                        )
-                    )  # fmt: skip
+            stored_all = store_records(
+                conn, record_type, rt.key, rt.year or "updt_time", good, at=at,
+                sender_code=row["sender_code"], file_qry_no=file_qry_no,
+            )  # fmt: skip
+            for anomaly, i in lines:
+                if anomaly is not None:
+                    anomalies.append(anomaly)
+                if i is None:
                     continue
-                year_element = rt.year
-                if year_element and not str(record.get(year_element, "")).startswith(str(row["year"])):
-                    anomalies.append(
-                        publish.file_anomaly(
-                            env, file_qry_no, f"line {number}", year_element,
-                            f"记录年度与文件年度 {row['year']} 不符 / not of the file's year {row['year']}", now,
-                            rec_type=record_type, rec_key=key_text({k: record[k] for k in rt.key})[:200],
-                            ano_type="04", ano_lv="1",
-                        )
-                    )  # fmt: skip
-                stored = store_record(
-                    conn, record_type, rt.key, rt.year or "updt_time", record, at=at,
-                    sender_code=row["sender_code"], file_qry_no=file_qry_no,
-                )  # fmt: skip
+                stored = stored_all[i]
                 counts["parsed"] += 1
                 counts[stored.result] += 1
                 if stored.changed and (
-                    anomaly := publish.anomaly_for(env, record_type, record, stored.key, now, file_qry_no)
+                    anomaly := publish.anomaly_for(
+                        env, record_type, good[i], stored.key, now, file_qry_no, rec_key=stored.rec_key
+                    )
                 ):
                     anomalies.append(anomaly)
             publish.publish_anomalies(env, conn, anomalies, at)

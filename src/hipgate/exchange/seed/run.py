@@ -92,16 +92,25 @@ def _year_bounds(year: int) -> tuple[str, str]:
 
 
 def delete_sql(ds: Dataset, part: Partition, schema: str = "exchange") -> str:
-    """DELETE of one partition's rows (its items go with them: ON DELETE CASCADE), so a re-seed replaces
-    them. The region is a 6-digit code and the year an integer (checked by context()); both go in as
-    literals of that form only."""
+    """DELETE of one partition's rows, its items first (explicitly: ON DELETE CASCADE is a trigger, which the
+    no-capture load's replica mode skips), so a re-seed replaces them. The region is a 6-digit code and the
+    year an integer (checked by context()); both go in as literals of that form only."""
     rt = ds.record_type(part.record_type)
     assert rt.region and rt.year and part.region.isdigit() and len(part.region) == 6
     start, end = _year_bounds(int(part.year))
-    return (
-        f"DELETE FROM {copy.table_name(schema, rt.code)} WHERE {copy.ident(rt.region)} = '{part.region}'"
-        f" AND {copy.ident(rt.year)} >= '{start}' AND {copy.ident(rt.year)} < '{end}';\n"
+    where = (
+        f"{copy.ident(rt.region)} = '{part.region}'"
+        f" AND {copy.ident(rt.year)} >= '{start}' AND {copy.ident(rt.year)} < '{end}'"
     )
+    table = copy.table_name(schema, rt.code)
+    out = ""
+    if rt.items is not None:
+        keys = ", ".join(copy.ident(k) for k in rt.key)
+        out += (
+            f"DELETE FROM {copy.table_name(schema, rt.items.code)} WHERE ({keys}) IN"
+            f" (SELECT {keys} FROM {table} WHERE {where});\n"
+        )
+    return out + f"DELETE FROM {table} WHERE {where};\n"
 
 
 def script(
@@ -113,9 +122,15 @@ def script(
     schema: str = "exchange",
     create_tables: bool = False,
     replace: bool = False,
+    capture: bool = True,
 ) -> Iterator[bytes]:
-    """The whole plan as one psql script (run it with -1, --single-transaction: all or nothing)."""
+    """The whole plan as one psql script (run it with -1, --single-transaction: all or nothing).
+    capture=False loads the rows as history that predates the middleware: the capture triggers do not
+    fire (session_replication_role = replica, a superuser's setting, for this transaction only), so only
+    the history upload carries them."""
     ds, dicts = ds or load_dataset(), dicts or load_dictionaries()
+    if not capture:
+        yield b"SET LOCAL session_replication_role = replica;\n"
     if create_tables:
         yield dataset_ddl(ds, schema).encode()
     for part in plan.partitions():

@@ -88,3 +88,35 @@ def test_sftp_drop_takes_a_file_and_refuses_a_shell(host, prefix) -> None:
     assert [ln.strip() for ln in got.stdout.splitlines() if not ln.startswith("sftp>")] == ["/inbox"]
     shell = host.run(f"sudo ssh {opts} -o BatchMode=yes {target} id")
     assert shell.rc != 0 and "uid=" not in shell.stdout
+
+
+RELAY_CALL = """
+import json, sys
+from pathlib import Path
+from hipgate.exchange.incremental import unsigned
+from hipgate.exchange.interface import build_envelope, new_msgid
+from hipgate.exchange.platform_client import RelayClient, RetryPolicy
+pki = Path("/etc/hipgate/pki")
+client = RelayClient(sys.argv[1], pki / "ca.crt", pki / "host.crt", pki / "host.key", 30, RetryPolicy(1, 0, 0))
+envelope = unsigned(build_envelope("1301", {}, sender_code="44000001", cainfo="00", msgid=new_msgid("44000001")))
+reply = client.call("1301", envelope)
+print(json.dumps({"relay": reply.relay, "infcode": reply.infcode}))
+"""
+
+
+def test_relay_signs_and_forwards_through_the_tunnel(host) -> None:
+    """hipgate_runtime, exchange_relay and the simulator together: a signed 1301 through the relay, over the
+    tunnel, answered and signed by the simulator (the relay checks that signature before forwarding it)."""
+    relay = "https://" + host.ansible.get_variables()["ansible_host"] + ":8443"
+    out = host.check_output(f"sudo /opt/hipgate/venv/bin/python - {relay} <<'EOF'\n{RELAY_CALL}\nEOF")
+    assert json.loads(out.strip().splitlines()[-1]) == {"relay": "forwarded", "infcode": 0}
+
+
+def test_relay_and_simulator_are_sandboxed(host) -> None:
+    out = host.check_output("sudo systemd-analyze security --no-pager hipgate-exchange-relay.service")
+    level = float(out.rsplit("Overall exposure level for hipgate-exchange-relay.service:", 1)[1].split()[0])
+    assert level <= 2.0
+    assert host.user("hipgate-relay").shell == "/usr/sbin/nologin"
+    with host.sudo():
+        key = host.file("/etc/hipgate/exchange-relay/sign.key")
+        assert key.user == "root" and key.group == "hipgate-relay" and key.mode == 0o640

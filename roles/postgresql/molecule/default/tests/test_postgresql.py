@@ -104,3 +104,53 @@ def test_role_not_in_pg_hba_is_refused(host):
     on(host, "client")
     res = connect(host, "exchange", "other_login", "verify-full")
     assert res.rc != 0 and "pg_hba.conf rejects connection" in res.stderr, res.stderr
+
+
+def test_exchange_tables_belong_to_the_application_role(host):
+    """exchange_database: the dataset's tables, inboxes and bookkeeping, owned by the group role, applied once."""
+    on(host, "db")
+    with host.sudo("postgres"):
+        owners = host.check_output(
+            f"psql -p {PORT} -d exchange -XAtc "
+            "\"select distinct tableowner from pg_tables where schemaname = 'exchange'\""
+        )
+        tables = host.check_output(
+            f"psql -p {PORT} -d exchange -XAtc \"select tablename from pg_tables where schemaname = 'exchange'\""
+        ).split()
+    assert owners.split() == ["exchange_app"]
+    assert {"setl", "setl_item", "fee_check_form", "hipgate_change", "hipgate_outbox"} <= set(tables)
+    with host.sudo("postgres"):
+        applied = host.check_output(
+            f"psql -p {PORT} -d exchange -XAtc 'select sha256 from exchange.hipgate_schema_applied'"
+        )
+    with host.sudo():
+        script = host.file("/var/lib/hipgate/exchange-schema/exchange.sql")
+        assert script.mode == 0o640 and script.group == "postgres"
+        assert applied in script.content_string.splitlines()[0]
+    # Captured: a trigger on each upload table.
+    with host.sudo("postgres"):
+        triggers = host.check_output(
+            f"psql -p {PORT} -d exchange -XAtc "
+            "\"select tgrelid::regclass from pg_trigger where tgname = 'hipgate_capture'\""
+        )
+    assert "exchange.setl" in triggers.split()
+
+
+def test_middleware_timers_and_sandbox(host):
+    """exchange_middleware: its account, a config it can read and parse, timers, exposure ≤ 2.0."""
+    on(host, "client")
+    assert host.user("hipgate-exchange").shell == "/usr/sbin/nologin"
+    with host.sudo():
+        key = host.file("/etc/hipgate/exchange/host.key")
+        assert key.user == "root" and key.group == "hipgate-exchange" and key.mode == 0o640
+    check = (
+        "sudo -u hipgate-exchange /opt/hipgate/venv/bin/python -c "
+        '"from hipgate.exchange.run import load_config; '
+        "print(load_config('/etc/hipgate/exchange/middleware.json').sender_code)\""
+    )
+    assert host.check_output(check) == "44000001"
+    for timer in ("incremental", "downloads", "metrics"):
+        assert host.service(f"hipgate-exchange-{timer}.timer").is_enabled
+    for unit in ("hipgate-exchange@incremental.service", "hipgate-exchange-metrics.service"):
+        out = host.check_output(f"sudo systemd-analyze security --no-pager {unit}")
+        assert float(out.rsplit(f"Overall exposure level for {unit}:", 1)[1].split()[0]) <= 2.0
