@@ -279,6 +279,12 @@ REFERENCE_CASES: dict[str, tuple[str, str, str | Callable[[dict], None], str]] =
     ),
     # The simulated platform's DNS server stops answering.
     "platform_network_preflight": ("natplat", "systemctl stop dnsmasq", "systemctl start dnsmasq", "frontend"),
+    "exchange_running": (
+        "frontend",
+        "systemctl stop hipgate-exchange-relay",
+        "systemctl start hipgate-exchange-relay",
+        "frontend",
+    ),
     # A restart seals OpenBao: the undo is the custodians' part, two unseal keys.
     "vault_unseal_split": ("vault", "systemctl restart openbao", unseal, "vault"),
 }

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import time
 from typing import Any
 
 import pytest
 
 from hipgate.exchange import deployed
-from lab_reference import INV, LAB, check_from, hipgate, sh
+from lab_reference import HIPGATE, INV, LAB, check_from, hipgate, sh
 
 pytestmark = pytest.mark.lab
 
@@ -178,3 +179,40 @@ def test_tunnel_down_nothing_in_cleartext_and_the_upload_resumes(exchange: dict)
     finally:
         sh("frontend", "systemctl start strongswan")
     wait_for(in_step, 420, "the records after the tunnel came back")
+
+
+CUT = ("440600", 2023)  # history uploaded while the tunnel is cut mid-chunk
+
+
+def test_tunnel_cut_mid_chunk_the_history_upload_resumes_once(exchange: dict) -> None:
+    """The tunnel goes down while the platform holds its reply to a chunk (a `slow` fault of 3 s) and stays down
+    8 s: the upload keeps retrying the same msgid (the deployed backoff: 1, 2, 4, 8, 16 s) and completes once
+    the tunnel is back; the file is held once and the ledger equals the source."""
+    seed(CUT, 300, capture=False)
+    before = year_count(ledger()["days"], CUT[1])
+    sh("natplat", f"{SIMULATOR} faults --clear {SIM_CONFIG}")
+    sh("natplat", f"{SIMULATOR} fault slow --infno 9102 --count 1 --delay 3 {SIM_CONFIG}")
+
+    def fired() -> list:
+        return json.loads(sh("natplat", f"{SIMULATOR} faults {SIM_CONFIG}").stdout)[-1]["fired"]
+
+    command = [HIPGATE, "exchange", "history", "upload", "-i", str(INV), "--region", CUT[0], "--year", str(CUT[1])]
+    upload = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not fired():
+            assert time.monotonic() < deadline and upload.poll() is None, "no chunk reached the platform"
+            time.sleep(0.2)
+        sh("frontend", "systemctl stop strongswan")
+        time.sleep(8)
+        assert upload.poll() is None  # still retrying, nothing given up
+    finally:
+        sh("frontend", "systemctl start strongswan")
+        out, _ = upload.communicate(timeout=600)
+    assert upload.returncode == 0, out[-3000:]
+    assert len(fired()) == 1
+    wait_for(lambda: ledger()["files"]["parsed"] >= ledger()["files"]["complete"], 120, "the file parsed")
+    wait_for(in_step, 120, "the cut region-year on the platform")
+    assert year_count(ledger()["days"], CUT[1]) >= before + 250  # its records are there (a few bad ones are not)
+    again = mw("history-upload", "--region", CUT[0], "--year", str(CUT[1]))
+    assert again["chunks_sent"] == 0 and again["skipped"], again

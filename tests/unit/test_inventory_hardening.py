@@ -314,9 +314,11 @@ def test_acknowledgement_needs_a_reason(inventory: Path) -> None:
     problem_at(inventory, settings(inventory), "hipgate.acknowledge.[0].reason")
 
 
-def test_lab_inventory_passes_the_stricter_checks(tmp_path: Path) -> None:
+def test_lab_inventory_passes_the_stricter_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The inventory `hipgate lab up` writes (settings, role vars, connection vars) stays valid."""
     from hipgate.lab import artifacts
+
+    monkeypatch.setenv("HIPGATE_STATE", str(tmp_path / "state"))  # its signing keys land in the lab's directory
     from hipgate.lab.topology import build_lab, host_specs
 
     lab = build_lab("t-unit", 5, host_specs(None, None))

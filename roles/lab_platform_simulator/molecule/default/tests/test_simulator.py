@@ -98,7 +98,8 @@ from hipgate.exchange.interface import build_envelope, new_msgid
 from hipgate.exchange.platform_client import RelayClient, RetryPolicy
 pki = Path("/etc/hipgate/pki")
 client = RelayClient(sys.argv[1], pki / "ca.crt", pki / "host.crt", pki / "host.key", 30, RetryPolicy(1, 0, 0))
-envelope = unsigned(build_envelope("1301", {}, sender_code="44000001", cainfo="00", msgid=new_msgid("44000001")))
+sender = "44000001"
+envelope = unsigned(build_envelope("1301", {"limit": 1}, sender_code=sender, cainfo="00", msgid=new_msgid(sender)))
 reply = client.call("1301", envelope)
 print(json.dumps({"relay": reply.relay, "infcode": reply.infcode}))
 """
