@@ -28,9 +28,12 @@ from typing import Any
 from benchlib import HIPGATE, ROOT, lab_inventory, measured_by, run, write_results
 
 from hipgate.exchange import deployed
+from hipgate.lab import manager
 
-REGION, YEAR = "440100", 2023  # the history
-NEW_REGION, NEW_YEAR = "440300", 2024  # the incremental records
+# The history: a region-year no test uploads; the incremental records: the next year of the same region. The
+# seed is reproducible and what was uploaded is never sent again: pass another --region for a second run on a lab.
+REGION, YEAR = "441900", 2023
+NEW_YEAR = 2024
 SFTP_USER = "province"  # lab_platform_sftp_user
 # Peak RSS of the command's largest process (the run module under sudo), printed last, in KiB.
 RSS_WRAPPER = (
@@ -122,7 +125,7 @@ def scp_anchor(lab: str, files: list[dict[str, Any]]) -> tuple[float, int]:
                                   stdout=subprocess.PIPE) as src:  # fmt: skip
                 subprocess.run(["ssh", "-F", ssh_config, "frontend", "sudo", "-n", "sh", "-c",
                                 shlex.quote(f"cat > {work}/{name}")], stdin=src.stdout, check=True)  # fmt: skip
-        target = sh(lab, "frontend", "getent ahostsv4 sftp.natplat.lab | head -1").split()[0]
+        target = manager.load(lab).platform_address(11)  # sftp.natplat.lab (lab_platform_simulator)
         before = tunnel_bytes(lab)
         start = time.monotonic()
         sh(lab, "frontend", f"scp -q -i {work}/key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
@@ -139,7 +142,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def lag_stream(lab: str, seconds: int, per_second: int) -> tuple[list[float], int]:
+def lag_stream(lab: str, region: str, seconds: int, per_second: int) -> tuple[list[float], int]:
     """Change `per_second` of the incremental records every second for `seconds` while the timer runs; then
     wait for them to be acknowledged. Every lag sample of the messages that carried them; how many changed."""
     since = psql(lab, "SELECT clock_timestamp()")
@@ -149,14 +152,19 @@ def lag_stream(lab: str, seconds: int, per_second: int) -> tuple[list[float], in
     while time.monotonic() < deadline:
         tick = time.monotonic()
         psql(lab, "UPDATE exchange.setl SET fixmedins_name = fixmedins_name || '*', updt_time = now() WHERE setl_id IN"
-                  f" (SELECT setl_id FROM exchange.setl WHERE mdtrtarea_admvs = '{NEW_REGION}'"
+                  f" (SELECT setl_id FROM exchange.setl WHERE mdtrtarea_admvs = '{region}'"
+                  f" AND setl_time >= '{NEW_YEAR}-01-01'"
                   f" ORDER BY setl_id OFFSET {offset} LIMIT {per_second})")  # fmt: skip
         changed += per_second
         offset += per_second
         time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
     wait_until = time.monotonic() + 300
     pending = "SELECT count(*) FROM exchange.hipgate_outbox WHERE status = 'pending'"
-    while psql(lab, "SELECT count(*) FROM exchange.hipgate_change") != "0" or psql(lab, pending) != "0":
+    behind = (
+        "SELECT count(*) FROM exchange.hipgate_change c JOIN exchange.hipgate_watermark w USING (record_type)"
+        " WHERE c.xid >= w.horizon"
+    )  # changes the incremental runs have not passed yet
+    while psql(lab, behind) != "0" or psql(lab, pending) != "0":
         if time.monotonic() > wait_until:
             raise SystemExit("the changed records were not all acknowledged within 300 s")
         time.sleep(5)
@@ -174,11 +182,12 @@ def main() -> None:
     parser.add_argument("--incremental", type=int, default=20_000, help="settlements for the incremental run")
     parser.add_argument("--lag-seconds", type=int, default=180)
     parser.add_argument("--lag-rate", type=int, default=20, help="changed settlements a second")
+    parser.add_argument("--region", default=REGION, help="the history's division (not uploaded on this lab yet)")
     parser.add_argument("--reuse", action="store_true", help="the lab is up and deployed already")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results-exchange.md"))
     args = parser.parse_args()
-    lab = args.name
+    lab, region = args.name, args.region
     timings: dict[str, float] = {}
     load = [os.getloadavg()[0]]
     try:
@@ -188,19 +197,21 @@ def main() -> None:
         sh(lab, "middleware", "systemctl stop hipgate-exchange-incremental.timer hipgate-exchange-downloads.timer")
         sh(lab, "frontend", "systemctl restart hipgate-exchange-relay")
         print(f"==> seed {args.records:,} history settlements", flush=True)
-        timings["seed history"] = seed(lab, REGION, YEAR, args.records, capture=False)
+        timings["seed history"] = seed(lab, region, YEAR, args.records, capture=False)
         history_dir = "/var/tmp/hipgate-bench-history"
         sh(lab, "middleware", f"rm -rf {history_dir} && install -d -o hipgate-exchange -m 0700 {history_dir}")
         print("==> history-export", flush=True)
-        exported, export_wall, export_rss = middleware_run(lab, "history-export", "--region", REGION,
+        exported, export_wall, export_rss = middleware_run(lab, "history-export", "--region", region,
                                                            "--year", str(YEAR), "--dir", history_dir)  # fmt: skip
+        if not exported.get("files"):
+            raise SystemExit(f"nothing exported for {region} {YEAR} (uploaded already? pass another --region)")
         files = [{**f, "path": f"{history_dir}/{f['file_name']}"} for f in exported.get("files", [])
                  if f["file_name"].startswith("setl_")]  # fmt: skip
         size = sum(f["file_size"] for f in files)
         records = sum(f["record_count"] for f in files)
         print(f"==> history-upload ({size / 1e6:,.0f} MB)", flush=True)
         before = tunnel_bytes(lab)
-        uploaded, upload_wall, upload_rss = middleware_run(lab, "history-upload", "--region", REGION,
+        uploaded, upload_wall, upload_rss = middleware_run(lab, "history-upload", "--region", region,
                                                            "--year", str(YEAR), "--progress", "json")  # fmt: skip
         upload_tunnel = tunnel_bytes(lab) - before
         if uploaded.get("errors") or len(uploaded.get("completed", [])) != len(files):
@@ -208,10 +219,12 @@ def main() -> None:
         print("==> scp anchor", flush=True)
         scp_wall, scp_tunnel = scp_anchor(lab, files)
         print(f"==> incremental: {args.incremental:,} settlements", flush=True)
-        timings["seed incremental"] = seed(lab, NEW_REGION, NEW_YEAR, args.incremental, capture=True)
+        timings["seed incremental"] = seed(lab, region, NEW_YEAR, args.incremental, capture=True)
         inc, inc_wall, inc_rss = middleware_run(lab, "incremental")
+        if not inc.get("accepted"):
+            raise SystemExit(f"the incremental run sent nothing (sent already? pass another --region): {inc}")
         print(f"==> lag: {args.lag_rate}/s for {args.lag_seconds} s under the timer", flush=True)
-        lags, changed = lag_stream(lab, args.lag_seconds, args.lag_rate)
+        lags, changed = lag_stream(lab, region, args.lag_seconds, args.lag_rate)
         relay_kib = relay_hwm_kib(lab)
         load.append(os.getloadavg()[0])
     finally:
@@ -229,7 +242,7 @@ def main() -> None:
         "",
         "| what | records | bytes | wall | rate | peak RSS |",
         "|---|---|---|---|---|---|",
-        f"| history-export (region {REGION}, {YEAR}) | {records:,} | {mb:,.1f} MB | {export_wall:,.1f} s | "
+        f"| history-export (region {region}, {YEAR}) | {records:,} | {mb:,.1f} MB | {export_wall:,.1f} s | "
         f"{records / export_wall:,.0f} records/s | {export_rss / 1024:,.0f} MiB |",
         f"| history-upload through the relay and the tunnel | {records:,} | {mb:,.1f} MB | {upload_wall:,.1f} s | "
         f"{mb / upload_wall:,.1f} MB/s | {upload_rss / 1024:,.0f} MiB |",
